@@ -1,0 +1,1 @@
+"""The meta-learner: masks, inner loop, the reference and fast engines, method presets."""

@@ -1,0 +1,109 @@
+"""MetaLearner: one object that owns backbone, mask, optimizers and engine.
+
+``step(batch)`` is one meta-training step (both optimizer steps); ``evaluate(batch)``
+adapts to each task and reports its query accuracy without changing any parameter.
+A batch is torchmeta's dict {"train": (x [B, N*K, C, H, W], y [B, N*K]), "test": (x, y)}.
+"""
+import numpy as np
+import torch
+
+
+class NonFiniteError(RuntimeError):
+    """A meta-step produced a non-finite loss or gradient (message names which)."""
+
+
+def build_optimizer(params, name, lr, momentum):
+    """Adam, or SGD with momentum (Nesterov when momentum > 0), as the original."""
+    if name.lower() == "adam":
+        return torch.optim.Adam(params, lr)
+    return torch.optim.SGD(params, lr, momentum=momentum, nesterov=momentum > 0.0)
+
+
+class MetaLearner:
+    def __init__(self, model, mask, rule, engine, optimizer_theta, optimizer_mask=None,
+                 gradient_steps=35, gradient_steps_test=35, gradient_step_sampling=0,
+                 clamp_outer_gradients=False, skip_nonfinite=False, device="cpu",
+                 channels_last=False):
+        self.model = model
+        self.mask = mask
+        self.rule = rule
+        self.engine = engine
+        self.optimizer_theta = optimizer_theta
+        self.optimizer_mask = optimizer_mask
+        self.gradient_steps = gradient_steps
+        self.gradient_steps_test = gradient_steps_test
+        self.gradient_step_sampling = gradient_step_sampling
+        self.clamp_outer_gradients = clamp_outer_gradients
+        self.skip_nonfinite = skip_nonfinite
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.skipped_steps = 0
+
+    def tasks(self, batch):
+        """Split a torchmeta batch into per-task (x_support, y_support, x_query, y_query)."""
+        (xs, ys), (xq, yq) = batch["train"], batch["test"]
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        move = lambda t, img: (t.to(self.device, non_blocking=True, memory_format=fmt)  # noqa: E731
+                               if img else t.to(self.device, non_blocking=True))
+        xs, ys, xq, yq = move(xs, True), move(ys, False), move(xq, True), move(yq, False)
+        return [(xs[i], ys[i], xq[i], yq[i]) for i in range(xs.shape[0])]
+
+    def sample_steps(self, n_tasks):
+        """Inner steps per task: uniform on [T - r, T + r] (``--gradient_step_sampling r``)."""
+        r, t = self.gradient_step_sampling, self.gradient_steps
+        return [int(np.random.randint(t - r, t + r + 1)) for _ in range(n_tasks)]
+
+    def parameters(self):
+        theta = list(self.model.parameters())
+        phi = list(self.mask.parameters()) if self.mask is not None else []
+        return theta, phi
+
+    def zero_grad(self):
+        self.optimizer_theta.zero_grad(set_to_none=True)
+        if self.optimizer_mask is not None:
+            self.optimizer_mask.zero_grad(set_to_none=True)
+
+    def check_finite(self, loss):
+        """Raise NonFiniteError (or return False when skipping) on a non-finite loss/grad."""
+        theta, phi = self.parameters()
+        named = [("query loss", loss)]
+        named += [(f"gradient of theta[{n}]", p.grad) for n, p in self.model.named_parameters()]
+        if self.mask is not None:
+            named += [(f"gradient of phi[{n}]", p.grad) for n, p in self.mask.named_parameters()]
+        named = [(n, t) for n, t in named if t is not None]
+        sums = torch.stack([t.detach().float().sum() for _, t in named])
+        if bool(torch.isfinite(sums).all()):     # the one host sync of a step
+            return True
+        bad = [n for (n, t), s in zip(named, sums) if not torch.isfinite(s)]
+        if self.skip_nonfinite:
+            self.skipped_steps += 1
+            return False
+        raise NonFiniteError("non-finite " + ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""))
+
+    def step(self, batch):
+        """One meta-training step on a batch of tasks. Returns {"loss", "accuracy"} (floats)."""
+        self.model.train()
+        tasks = self.tasks(batch)
+        self.zero_grad()
+        loss, accuracies = self.engine.train_tasks(tasks, self.sample_steps(len(tasks)))
+        if not self.check_finite(loss):
+            self.zero_grad()
+            return {"loss": float("nan"), "accuracy": float("nan"), "skipped": True}
+        if self.clamp_outer_gradients:
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.clamp_(-10.0, 10.0)
+        self.optimizer_theta.step()
+        if self.optimizer_mask is not None:
+            self.optimizer_mask.step()
+        return {"loss": float(loss), "accuracy": float(torch.stack(accuracies).mean())}
+
+    def evaluate(self, batch):
+        """Adapt to every task of the batch; {"accuracies": [per task], "loss": mean}."""
+        self.model.train()     # BatchNorm uses batch statistics at test time too
+        results = [self.engine.eval_task(task, self.gradient_steps_test)
+                   for task in self.tasks(batch)]
+        losses = torch.stack([r[0] for r in results]).float()
+        accs = torch.stack([r[1] for r in results]).float()
+        return {"accuracies": accs.tolist(), "accuracy": float(accs.mean()),
+                "loss": float(losses.mean())}

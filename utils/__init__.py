@@ -1,0 +1,1 @@
+"""Data loading, logging, checkpoints and reports for sparse-maml."""

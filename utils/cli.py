@@ -1,0 +1,260 @@
+"""Command line of train.py: every flag of the authors' parser plus the new ones.
+
+Original flags keep their names, types and defaults, so the original commands in
+``run_sparse_MAML.sh --original`` run unchanged. ``--config FILE`` (JSON, keys = the
+flags' dest names) sets defaults that explicit flags override; keys starting with "_"
+are documentation and ignored. Inconsistent combinations are argparse errors (exit 2).
+"""
+import argparse
+import json
+
+from maml.methods import METHODS, MASK_KIND_FLAGS, apply_preset, describe
+
+DATASETS = ("MiniImagenet", "TieredImagenet", "CUB", "CARS", "Omniglot", "Strokes")
+OPTIMIZERS = ("ADAM", "SGD")
+
+
+def _choice(options):
+    """Case-insensitive choice that returns the canonical spelling."""
+    lookup = {o.lower(): o for o in options}
+
+    def parse(value):
+        key = value.lower()
+        if key not in lookup:
+            raise argparse.ArgumentTypeError(
+                f"unknown value {value!r}; choose from {', '.join(options)}")
+        return lookup[key]
+    parse.__name__ = "choice"
+    return parse
+
+
+def _positive(kind):
+    def parse(value):
+        x = kind(value)
+        if x <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return x
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _non_negative_int(value):
+    x = int(value)
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return x
+
+
+def get_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Meta-train sparse-MAML (and MAML, ANIL, BOIL, "
+        "Meta-SGD, sparse-ReLU-MAML) on few-shot image classification.")
+    pi, pf = _positive(int), _positive(float)
+    D = " (default: %(default)s)"
+
+    g = p.add_argument_group("general")
+    g.add_argument("--config", type=str, default=None,
+                   help="JSON file of flag values (dest names); explicit flags override it" + D)
+    g.add_argument("--out_dir", type=str, default=None,
+                   help="run folder; None gives runs/<date-time>_<method>" + D)
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out_dir from its last checkpoint" + D)
+    g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+                   help="write TensorBoard events to the run folder" + D)
+    g.add_argument("--val_after", type=pi, default=5,
+                   help="validate every this many epochs" + D)
+    g.add_argument("--val_start", type=int, default=-1,
+                   help="validate only once epoch > val_start" + D)
+    g.add_argument("--test_start", type=int, default=-1,
+                   help="test on improvement only once epoch > test_start" + D)
+    g.add_argument("--checkpoint_models", action="store_true",
+                   help="save the best model as classifier.pth / mask.pth (original format)" + D)
+    g.add_argument("--dont_use_cuda", action="store_true",
+                   help="run on CPU even if CUDA is available" + D)
+    g.add_argument("--seed", type=int, default=-1,
+                   help="seed for python, numpy, torch and the task sampler; -1 draws one "
+                        "and records it" + D)
+    g.add_argument("--cross_domain", action="store_true",
+                   help="after training, test the best model on TieredImagenet, CUB, CARS" + D)
+    g.add_argument("--cross_domain_tasks", type=pi, default=500,
+                   help="test tasks per cross-domain dataset" + D)
+    g.add_argument("--skip_nonfinite", action="store_true",
+                   help="skip meta-steps with a non-finite loss/gradient instead of stopping" + D)
+
+    g = p.add_argument_group("training")
+    g.add_argument("--batch_size", type=pi, default=2, help="tasks per meta-batch" + D)
+    g.add_argument("--test_batch_size", type=pi, default=1,
+                   help="tasks per evaluation batch" + D)
+    g.add_argument("--epochs", type=pi, default=300, help="training epochs" + D)
+    g.add_argument("--batches_train", type=pi, default=100, help="meta-batches per epoch" + D)
+    g.add_argument("--batches_test", type=pi, default=300, help="test batches" + D)
+    g.add_argument("--batches_val", type=pi, default=300, help="validation batches" + D)
+    g.add_argument("--num_workers", type=_non_negative_int, default=2,
+                   help="data loader worker processes" + D)
+
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=("auto", "fast", "reference"), default="auto",
+                   help="fast: closed-form first-order meta-gradients; reference: autograd "
+                        "through the inner loop (needed for --second_order); auto: fast "
+                        "unless --second_order" + D)
+    g.add_argument("--amp", choices=("none", "bf16"), default="none",
+                   help="bf16 autocast for the backbone's forward/backward (fast engine; "
+                        "theta, phi and inner updates stay fp32)" + D)
+    g.add_argument("--channels_last", action="store_true",
+                   help="channels-last memory format (faster convolutions on GPUs)" + D)
+    g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="replay inner steps from captured CUDA graphs (fast engine, CUDA)" + D)
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", type=_choice(DATASETS), default="MiniImagenet",
+                   help=f"one of {', '.join(DATASETS)}" + D)
+    g.add_argument("--data_folder", type=str, default="data",
+                   help="root folder of the datasets (torchmeta layout)" + D)
+    g.add_argument("--download", action="store_true",
+                   help="try torchmeta's download when the data is missing" + D)
+    g.add_argument("--data_aug", action="store_true",
+                   help="MiniImagenet training augmentation: crop, color jitter, flip" + D)
+    g.add_argument("--num_shots_train", type=pi, default=5,
+                   help="support examples per class (K)" + D)
+    g.add_argument("--num_shots_test", type=pi, default=15,
+                   help="query examples per class" + D)
+    g.add_argument("--num_ways", type=pi, default=5, help="classes per task (N)" + D)
+
+    g = p.add_argument_group("optimizer")
+    g.add_argument("--optimizer_theta", type=_choice(OPTIMIZERS), default="ADAM",
+                   help="outer optimizer for theta: ADAM or SGD (Nesterov momentum)" + D)
+    g.add_argument("--optimizer_mask", type=_choice(OPTIMIZERS), default="ADAM",
+                   help="outer optimizer for the mask logits phi: ADAM or SGD" + D)
+    g.add_argument("--lr", type=pf, default=0.001, help="outer learning rate for theta" + D)
+    g.add_argument("--mask_lr", type=pf, default=0.001,
+                   help="outer learning rate for phi" + D)
+    g.add_argument("--momentum", type=float, default=0.9,
+                   help="SGD momentum (Nesterov when > 0)" + D)
+    g.add_argument("--clamp_outer_gradients", action="store_true",
+                   help="clamp theta's outer gradients to +-10" + D)
+
+    g = p.add_argument_group("backbone")
+    g.add_argument("--resnet", action="store_true", help="ResNet-12 instead of ConvNet" + D)
+    g.add_argument("--big_resnet", action="store_true",
+                   help="ResNet-12 with 64-160-320-640 channels" + D)
+    g.add_argument("--hidden_size", type=pi, default=64, help="ConvNet channels" + D)
+    g.add_argument("--bias", action="store_true",
+                   help="kept for compatibility: the ConvNet always has biases, as the "
+                        "original (which stores this flag as an always-true tuple)" + D)
+
+    g = p.add_argument_group("inner loop")
+    g.add_argument("--method", choices=sorted(METHODS), default=None,
+                   help="preset that sets the flags of a paper method" + D)
+    g.add_argument("--step_size", type=pf, default=0.1, help="inner learning rate alpha" + D)
+    g.add_argument("--gradient_steps", type=pi, default=35, help="inner steps in training" + D)
+    g.add_argument("--gradient_step_sampling", type=_non_negative_int, default=0,
+                   help="train with inner steps drawn uniformly from gradient_steps +- this" + D)
+    g.add_argument("--gradient_steps_test", type=_non_negative_int, default=35,
+                   help="inner steps at validation/test (0: no adaptation)" + D)
+    g.add_argument("--second_order", action="store_true",
+                   help="full second-order MAML (reference engine only)" + D)
+    g.add_argument("--no_bn_in_inner_loop", action="store_true",
+                   help="do not adapt BatchNorm parameters in the inner loop" + D)
+    g.add_argument("--no_downsample_in_inner_loop", action="store_true",
+                   help="do not adapt ResNet downsample parameters in the inner loop" + D)
+    g.add_argument("--anil", action="store_true", help="adapt only the classifier (ANIL)" + D)
+    g.add_argument("--boil", action="store_true",
+                   help="adapt everything but the classifier (BOIL)" + D)
+
+    g = p.add_argument_group("masks")
+    g.add_argument("--gradient_mask", action="store_true",
+                   help="learn a mask on the inner-loop gradients (sparse-MAML)" + D)
+    g.add_argument("--weight_mask", action="store_true",
+                   help="learn a mask on the weights instead" + D)
+    g.add_argument("--gradient_mask_plus", action="store_true",
+                   help="conv masks from a noise-driven hypernetwork (ConvNet only)" + D)
+    g.add_argument("--plus_output_shift", type=float, default=0.0,
+                   help="extra shift of the PLUS masks' logits (dead in the original; "
+                        "added to --init_shift, which the original uses there)" + D)
+    g.add_argument("--init_shift", type=float, default=0.0,
+                   help="shift of the mask-logit init (controls initial sparsity)" + D)
+    g.add_argument("--kaiming_init", action="store_true",
+                   help="kaiming-uniform mask-logit init for tensors with > 1 dim" + D)
+    g.add_argument("--meta_relu", action="store_true", help="m = ReLU(phi)" + D)
+    g.add_argument("--meta_relu_through", action="store_true",
+                   help="m = ReLU(phi), straight-through backward (sparse-ReLU-MAML)" + D)
+    g.add_argument("--meta_sgd_linear", action="store_true", help="m = phi (Meta-SGD)" + D)
+    g.add_argument("--meta_exp", action="store_true", help="m = exp(phi)" + D)
+    g.add_argument("--meta_sgd_init", action="store_true", help="phi ~ U(0.005, 0.1)" + D)
+    g.add_argument("--meta_constant_init", action="store_true", help="phi = step_size" + D)
+    return p
+
+
+def load_config(path, parser):
+    """Flag values from a JSON config file; unknown keys are an argparse error."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        parser.error(f"cannot read --config {path}: {err}")
+    if isinstance(values.get("args"), dict):      # a run's config.json
+        values = values["args"]
+    dests = {a.dest for a in parser._actions}
+    unknown = sorted(k for k in values if not k.startswith("_") and k not in dests)
+    if unknown:
+        parser.error(f"unknown keys in --config {path}: {', '.join(unknown)}")
+    return {k: v for k, v in values.items() if not k.startswith("_") and k != "config"}
+
+
+def check_consistency(args, parser):
+    """argparse errors for flag combinations that the original silently misreads."""
+    kinds = [f for f in MASK_KIND_FLAGS if getattr(args, f)]
+    masked = args.gradient_mask or args.weight_mask
+    resnet = args.resnet or args.big_resnet
+    rules = [
+        (args.gradient_mask and args.weight_mask, "--gradient_mask and --weight_mask"
+         " are two mask kinds at once; choose one"),
+        (len(kinds) > 1, "choose at most one of " + ", ".join("--" + k for k in kinds)),
+        (kinds and not masked, f"--{kinds[0] if kinds else ''} needs --gradient_mask or "
+         "--weight_mask"),
+        (args.meta_sgd_init and args.meta_constant_init,
+         "--meta_sgd_init and --meta_constant_init are two inits at once"),
+        (args.gradient_mask_plus and not masked,
+         "--gradient_mask_plus needs --gradient_mask or --weight_mask"),
+        (args.gradient_mask_plus and resnet, "--gradient_mask_plus supports the ConvNet only"),
+        (args.anil and args.boil, "--anil and --boil exclude each other"),
+        (args.second_order and args.engine == "fast",
+         "the fast engine is first-order only; use --engine reference for --second_order"),
+        (args.amp != "none" and args.engine == "reference",
+         "--amp needs the fast engine"),
+        (args.amp != "none" and args.second_order, "--amp is not supported with --second_order"),
+        (args.gradient_step_sampling > args.gradient_steps,
+         "--gradient_step_sampling must not exceed --gradient_steps"),
+        (args.no_downsample_in_inner_loop and not resnet,
+         "--no_downsample_in_inner_loop applies to the ResNet only"),
+        (args.momentum < 0, "--momentum must be >= 0"),
+    ]
+    for broken, message in rules:
+        if broken:
+            parser.error(message)
+    for action in parser._actions:      # config-file values bypass the type checks
+        value = getattr(args, action.dest, None)
+        if action.type is not None and value is not None and not isinstance(value, str):
+            try:
+                action.type(str(value))
+            except (argparse.ArgumentTypeError, ValueError) as err:
+                parser.error(f"argument {action.option_strings[0]}: {err}")
+
+
+def parse_args(argv=None):
+    """Parse train.py's command line (list of strings) into a resolved Namespace."""
+    parser = get_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**load_config(known.config, parser))
+    args = parser.parse_args(argv)
+    if args.out_dir == "out_dir_default":       # the original's sentinel
+        args.out_dir = None
+    apply_preset(args)
+    check_consistency(args, parser)
+    if args.engine == "auto":
+        args.engine = "reference" if args.second_order else "fast"
+    args.method = args.method or describe(args)
+    return args

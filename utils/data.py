@@ -1,0 +1,152 @@
+"""Few-shot task loaders (torchmeta), as the original: ClassSplitter + Categorical +
+BatchMetaDataLoader, with one difference: every RGB dataset gets the same ImageNet
+normalisation at evaluation (the original forgot it for TieredImagenet, CUB and CARS).
+
+Missing, partial or corrupt data stops the run before training with a short
+``DataUnavailable`` message naming the folder and the files expected there.
+"""
+import os
+
+from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims first)
+from torchmeta.datasets import CUB, MiniImagenet, Omniglot, TieredImagenet
+from torchmeta.transforms import Categorical, ClassSplitter, Rotation
+from torchmeta.utils.data import BatchMetaDataLoader
+from torchvision import transforms as T
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SPLITS = ("train", "val", "test")
+
+
+class DataUnavailable(Exception):
+    """The dataset cannot be used; the message tells the user what to do."""
+
+
+# name: (folder, processed files per split, what torchmeta downloads / what to place there)
+LAYOUT = {
+    "MiniImagenet": ("miniimagenet", ("{split}_data.hdf5", "{split}_labels.json"),
+                     "mini-imagenet.tar.gz"),
+    "TieredImagenet": ("tieredimagenet", ("{split}_data.hdf5", "{split}_labels.json"),
+                       "tiered-imagenet.tar"),
+    "CUB": ("cub", ("{split}_data.hdf5", "{split}_labels.json"), "CUB_200_2011.tgz"),
+    "CARS": ("cars", ("{split}_data.hdf5", "{split}_labels.json"),
+             "the Stanford Cars archives (see utils/cars.py)"),
+    "Omniglot": ("omniglot", ("data.hdf5", "vinyals_{split}_labels.json"),
+                 "images_background.zip and images_evaluation.zip"),
+}
+
+
+def dataset_shape(name):
+    """(input channels, image side) of a dataset's tensors."""
+    return {"Omniglot": (1, 28), "Strokes": (1, 28)}.get(name, (3, 84))
+
+
+def expected_files(name, root, split):
+    folder, files, _ = LAYOUT[name]
+    return [os.path.join(root, folder, f.format(split=split)) for f in files]
+
+
+def _transform(name, split, data_aug):
+    if name in ("Omniglot",):
+        return T.Compose([T.Resize(28), T.ToTensor()])
+    if name == "Strokes":
+        return T.ToTensor()
+    resize = T.Resize(84) if name in ("MiniImagenet", "TieredImagenet") else T.Resize((84, 84))
+    steps = [resize]
+    if data_aug and split == "train" and name == "MiniImagenet":
+        steps += [T.RandomCrop(84, padding=8), T.ColorJitter(0.4, 0.4, 0.4),
+                  T.RandomHorizontalFlip()]
+    return T.Compose(steps + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _dataset_class(name):
+    if name == "CARS":
+        from utils.cars import Cars
+        return Cars
+    if name == "Strokes":
+        from utils.strokes import Strokes
+        return Strokes
+    return {"MiniImagenet": MiniImagenet, "TieredImagenet": TieredImagenet, "CUB": CUB,
+            "Omniglot": Omniglot}[name]
+
+
+def _missing_message(name, root, split, download):
+    folder, _, archive = LAYOUT[name]
+    missing = [p for p in expected_files(name, root, split) if not os.path.isfile(p)]
+    how = ("torchmeta's download failed (no network?)" if download else
+           "run with --download to let torchmeta fetch it")
+    return (f"{name} data not found: expected {', '.join(missing)} in "
+            f"{os.path.join(root, folder)}. Either {how}, or place {archive} in that folder "
+            f"and run with --download to process it offline (see README, 'Data').")
+
+
+def meta_dataset(name, split, root, num_ways, num_shots, num_queries, data_aug=False,
+                 download=False):
+    """A torchmeta CombinationMetaDataset of N-way (K support + Q query)-shot tasks."""
+    kwargs = dict(num_classes_per_task=num_ways, meta_split=split,
+                  transform=_transform(name, split, data_aug),
+                  target_transform=Categorical(num_ways),
+                  dataset_transform=ClassSplitter(shuffle=True, num_train_per_class=num_shots,
+                                                  num_test_per_class=num_queries))
+    if name == "Omniglot":
+        kwargs["use_vinyals_split"] = True
+        if split in ("train", "val"):      # as the original: rotated copies are new classes
+            kwargs["class_augmentations"] = [Rotation([90, 180, 270])]
+    needs_files = name in LAYOUT
+    if needs_files and not download and not all(
+            os.path.isfile(p) for p in expected_files(name, root, split)):
+        raise DataUnavailable(_missing_message(name, root, split, download))
+    try:
+        dataset = _dataset_class(name)(root, download=download and needs_files, **kwargs)
+    except Exception as err:  # torchmeta raises RuntimeError/OSError/URLError variously
+        if needs_files and not all(os.path.isfile(p) for p in expected_files(name, root, split)):
+            raise DataUnavailable(_missing_message(name, root, split, download)) from err
+        raise DataUnavailable(f"{name} ({split}) in {root} could not be opened: {err}") from err
+    check_task_size(dataset, name, split, num_ways, num_shots + num_queries)
+    return dataset
+
+
+def check_task_size(dataset, name, split, num_ways, per_class):
+    """Fail early when tasks cannot be drawn: too few classes or images per class."""
+    class_dataset = dataset.dataset
+    try:
+        num_classes = len(class_dataset)
+        sizes = [len(class_dataset[i]) for i in range(class_dataset.num_classes)]
+    except Exception as err:
+        raise DataUnavailable(f"{name} ({split}) is corrupt or its labels do not match its "
+                              f"data file: {type(err).__name__}: {err}") from err
+    finally:
+        close = getattr(class_dataset, "close", None)
+        if close is not None:      # reopened lazily in each loader worker
+            close()
+    if num_ways > num_classes:
+        raise DataUnavailable(f"--num_ways {num_ways} exceeds the {num_classes} classes of "
+                              f"{name}'s {split} split")
+    if sizes and min(sizes) < per_class:
+        raise DataUnavailable(
+            f"{name}'s {split} split has classes with only {min(sizes)} images, fewer than "
+            f"--num_shots_train + --num_shots_test = {per_class}")
+
+
+def _ignore_sigint(_worker_id):
+    # Ctrl-C reaches the whole process group; the main process handles it (checkpoint
+    # and clean exit), so workers must not die first.
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def task_loader(dataset, batch_size, num_workers, pin_memory):
+    return BatchMetaDataLoader(dataset, batch_size=batch_size, shuffle=True,
+                               num_workers=num_workers, pin_memory=pin_memory,
+                               worker_init_fn=_ignore_sigint if num_workers else None)
+
+
+def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None):
+    """{split: BatchMetaDataLoader} for the run's dataset (``dataset`` overrides it)."""
+    name = dataset or args.dataset
+    loaders = {}
+    for split in splits:
+        ds = meta_dataset(name, split, args.data_folder, args.num_ways, args.num_shots_train,
+                          args.num_shots_test, args.data_aug, args.download)
+        batch = args.batch_size if split == "train" else args.test_batch_size
+        loaders[split] = task_loader(ds, batch, args.num_workers, pin_memory)
+    return loaders

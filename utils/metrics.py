@@ -1,0 +1,73 @@
+"""Run outputs: metrics.jsonl rows, TensorBoard scalars, confidence intervals.
+
+metrics.jsonl has one JSON object per line: {"epoch", "phase": "train"|"val"|"test",
+"accuracy" (0-1), and "loss" (train), "ci95" (val/test), "sparsity" (0-1, with masks),
+"sparsity_per_param" (train, with masks)}. On resume the file is cut back to its size
+at the checkpoint and TensorBoard events from later epochs are purged, so an
+interrupted run leaves no duplicated or missing epochs.
+"""
+import json
+import math
+import os
+
+import numpy as np
+
+
+def mean_ci95(values):
+    """(mean, 1.96 * std / sqrt(n)) of per-task accuracies, as the paper reports."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(1.96 * values.std() / math.sqrt(values.size))
+
+
+class RunLogger:
+    """Appends metrics.jsonl rows and mirrors them to TensorBoard with the original's tags."""
+
+    TAGS = {"train": "Training Accuracy", "val": "Val Accuracy", "test": "Test Accuracy"}
+
+    def __init__(self, out_dir, tensorboard=True, metrics_bytes=None, first_epoch=0):
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        if metrics_bytes is not None and os.path.exists(self.path):
+            with open(self.path, "r+b") as f:      # drop rows written after the checkpoint
+                f.truncate(metrics_bytes)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(out_dir, purge_step=first_epoch if first_epoch else None)
+
+    def bytes_written(self):
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def log(self, epoch, phase, accuracy, loss=None, ci95=None, sparsity=None,
+            sparsity_per_param=None):
+        row = {"epoch": epoch, "phase": phase, "accuracy": accuracy}
+        for key, value in (("loss", loss), ("ci95", ci95), ("sparsity", sparsity),
+                           ("sparsity_per_param", sparsity_per_param)):
+            if value is not None:
+                row[key] = value
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.writer is not None:
+            self.writer.add_scalar(self.TAGS[phase], accuracy, epoch)
+            if loss is not None and phase == "train":
+                self.writer.add_scalar("Training Loss", loss, epoch)
+            if sparsity_per_param:
+                for name, frac in sparsity_per_param.items():
+                    self.writer.add_scalar("zeros (%) in group " + name, 100 * frac, epoch)
+                self.writer.add_scalar("mean zeros (%)", 100 * sparsity, epoch)
+
+    def histograms(self, epoch, named_tensors):
+        if self.writer is not None:
+            for name, tensor in named_tensors.items():
+                self.writer.add_histogram("mask logits/" + name, tensor.detach().cpu(), epoch)
+
+    def flush(self):
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
