@@ -101,7 +101,12 @@ def evaluate(learner, loader, num_batches, desc):
 
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop stops at the next step and exits cleanly."""
+    """SIGINT/SIGTERM set a flag; the loop stops at the next step and exits cleanly.
+
+    A second signal stops at once. ``received`` keeps the last signal for main(), which
+    exits with 128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell would.
+    """
+    received = None
 
     def __init__(self):
         self.signum = None
@@ -109,23 +114,50 @@ class StopRequest:
             signal.signal(sig, self.handle)
 
     def handle(self, signum, _frame):
-        self.signum = signum
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                      else signal.SIG_DFL)     # a second signal stops at once
+        self.signum = StopRequest.received = signum
+        signal.signal(signum, StopRequest.stop_now)
+
+    @staticmethod
+    def stop_now(signum, _frame):
+        """Handler outside the step loop: raise KeyboardInterrupt wherever we are."""
+        StopRequest.received = signum
+        raise KeyboardInterrupt(signum)
 
 
 def prepare_out_dir(args):
+    """Create or reopen the run folder: refuse to mix runs, lock it, clear dead temp files."""
+    from utils.checkpoint import CONFIG, lock_run_folder, recorded_args
+    from utils.io import remove_temp_files
     if args.out_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.out_dir = os.path.join("runs", f"{stamp}_{args.method}")
-    holds_run = any(os.path.exists(os.path.join(args.out_dir, f))
-                    for f in ("config.json", CHECKPOINT))
-    if args.resume and not os.path.isfile(os.path.join(args.out_dir, CHECKPOINT)):
-        raise CheckpointError(f"--resume: no checkpoint in {args.out_dir}")
-    if holds_run and not args.resume:
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise CheckpointError(f"--out_dir {args.out_dir} is a file, not a folder")
+    has = lambda f: os.path.exists(os.path.join(args.out_dir, f))  # noqa: E731
+    # A lone config.json is a run that stopped before training (bad data, killed early):
+    # nothing to lose, so it may start over with or without --resume.
+    trained = any(has(f) for f in (CHECKPOINT, "metrics.jsonl", "results.json", "best.pt"))
+    if trained and not args.resume:
         raise CheckpointError(f"{args.out_dir} already holds a run; pass --resume to continue "
                               "it, or choose another --out_dir")
-    os.makedirs(args.out_dir, exist_ok=True)
+    if args.resume and not has(CHECKPOINT):
+        if trained or not has(CONFIG):
+            raise CheckpointError(f"--resume: no checkpoint in {args.out_dir} "
+                                  f"(expected {os.path.join(args.out_dir, CHECKPOINT)})")
+        print(f"{args.out_dir} has no checkpoint yet (the run stopped before training); "
+              "starting it from the beginning", file=sys.stderr)
+        args.resume = False
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"could not create the run folder {args.out_dir}: "
+                         f"{err.strerror or err}") from err
+    lock_run_folder(args.out_dir)
+    remove_temp_files(args.out_dir)      # left by a run killed while writing
+    if args.resume and args.seed < 0:    # a drawn seed is recorded; reuse it to resume exactly
+        recorded = recorded_args(args.out_dir) or {}
+        if isinstance(recorded.get("seed"), int) and recorded["seed"] >= 0:
+            args.seed = recorded["seed"]
 
 
 def run_metadata():
@@ -153,7 +185,7 @@ def train(args):
     seed_everything(args.seed)
     learner = build(args)
     loaders = build_loaders(args, pin_memory=learner.device.type == "cuda")
-    progress = {"best_val": 0.0, "best": None, "wall_clock_s": 0.0, "metrics_bytes": 0,
+    progress = {"best_val": float("-inf"), "best": None, "wall_clock_s": 0.0, "metrics_bytes": 0,
                 "skipped_steps": 0}
     start = 0
     if args.resume:
@@ -241,22 +273,58 @@ def save_best(args, learner):
 
 
 def main(argv=None):
+    """Command-line entry: exit 0 done, 1 failure mid-run, 2 bad input, 128+N on signal N.
+
+    ``--resume --out_dir DIR`` takes every other flag from DIR/config.json (explicit
+    flags override it), so the one-line resume command printed on errors is enough.
+    """
+    import shlex
+    from utils.checkpoint import CONFIG, recorded_args, unlock_run_folder
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    try:
+    recorded = recorded_args(args.out_dir) if args.resume and args.out_dir else None
+    if recorded is not None and args.config is None:
+        given = args
+        args = parse_args(argv + ["--config", os.path.join(args.out_dir, CONFIG)])
+        changed = sorted(k for k, v in vars(args).items()
+                         if k not in ("resume", "config", "out_dir") and k in recorded
+                         and recorded[k] != v and not (k == "seed" and given.seed < 0))
+        print(f"Resuming with the flags recorded in {os.path.join(args.out_dir, CONFIG)}"
+              + (f"; changed: {', '.join(f'{k}={getattr(args, k)}' for k in changed)}"
+                 if changed else ""), file=sys.stderr)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    StopRequest.received = None
+    signal.signal(signal.SIGTERM, StopRequest.stop_now)   # setup: stop at once (the loop
+    try:                                                  # then stops at the next step)
         results = train(args)
     except (DataUnavailable, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (NonFiniteError, WriteError) as err:
-        print(f"error: {err}. The last good checkpoint is in {args.out_dir}; fix the cause "
-              f"and continue with: python train.py --resume --out_dir {args.out_dir}",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. The checkpoint in {args.out_dir} holds every finished epoch; "
-              f"continue with: python train.py --resume --out_dir {args.out_dir}",
-              file=sys.stderr)
-        return 130
+    except (NonFiniteError, WriteError, OSError, KeyboardInterrupt) as err:
+        stopped = isinstance(err, KeyboardInterrupt)
+        if stopped:
+            signum = StopRequest.received or signal.SIGINT
+            what = f"\nStopped by {signal.Signals(signum).name}"
+        elif isinstance(err, OSError):      # e.g. metrics.jsonl on a full disk
+            what = f"error: {err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+        else:
+            what = f"error: {err}"
+        hint = (" (e.g. a lower --lr, or --skip_nonfinite to skip such steps)"
+                if isinstance(err, NonFiniteError) else "")
+        if os.path.isfile(os.path.join(str(args.out_dir), CHECKPOINT)):
+            what += (f". The checkpoint in {args.out_dir} holds every finished epoch; "
+                     + ("" if stopped else f"fix the cause{hint} and ")
+                     + "continue with: python train.py --resume --out_dir "
+                     + shlex.quote(str(args.out_dir)))
+        else:
+            what += ". Nothing was trained yet" + ("" if stopped else "; fix the cause and rerun")
+        print(what, file=sys.stderr)
+        return 128 + signum if stopped else 1
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        unlock_run_folder(args.out_dir)
     if results["test_accuracy"] is not None:
         print(f"Best epoch {results['best_epoch']}: test accuracy "
               f"{100 * results['test_accuracy']:.2f} +- {100 * results['test_ci95']:.2f} %"

@@ -41,12 +41,13 @@ class FastEngine:
         self.graphs = None
         if cuda_graphs:
             from maml.cuda_graphs import InnerStepGraphs
-            self.graphs = InnerStepGraphs(self)
+            self.graphs = InnerStepGraphs(self, use_cuda_graphs=cuda_graphs is True)
 
     def autocast(self, device):
         if self.amp is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.amp)
+        # no autocast weight cache: it would be stale inside replayed CUDA graphs
+        return torch.autocast(device_type=device.type, dtype=self.amp, cache_enabled=False)
 
     def full_precision(self, logits):
         """Losses in fp32 under bf16 autocast; unchanged otherwise (float64 tests)."""
@@ -60,32 +61,42 @@ class FastEngine:
             loss = F.cross_entropy(self.full_precision(logits), y)
         return torch.autograd.grad(loss, list(leaves.values()))
 
+    def start_sums(self, params):
+        """Zeroed running sums: [G] per inner-loop name, or [J, P] for weight masks."""
+        weight = self.rule.mask_mode == "weight"
+        sums = {}
+        for name in self.rule.names:
+            zero = torch.zeros_like(params[name])
+            sums[name] = [zero, torch.ones_like(zero)] if weight else [zero]
+        return sums
+
+    @torch.no_grad()
+    def inner_step_(self, params, sums, masks, x, y):
+        """One inner step, in place on ``params`` (theta_{t-1} -> theta_t) and ``sums``."""
+        rule, weight = self.rule, self.rule.mask_mode == "weight"
+        grads = self.support_grads(params, x, y)
+        for name, g in zip(rule.names, grads):
+            m, acc, theta = masks.get(name), sums[name], params[name]
+            if weight and m is not None:
+                acc[0].mul_(m).add_(theta - rule.step_size * g)          # J
+                acc[1].mul_(m)                                             # P
+            else:
+                acc[0].add_(g)                                             # G
+            theta.copy_(rule.update(name, theta, g, m))
+
     @torch.no_grad()
     def inner_loop(self, theta0, masks, x, y, steps):
         """Run ``steps`` detached inner steps from theta0 ({name: tensor}, no graph).
 
         Returns (theta_T, sums): sums[name] holds G (or J and P for weight masks).
         """
-        rule, weight = self.rule, self.rule.mask_mode == "weight"
-        params = dict(theta0)
-        sums = {}
-        for name in rule.names:
-            zero = torch.zeros_like(params[name])
-            sums[name] = [zero, torch.ones_like(zero)] if weight else [zero]
+        if self.graphs is not None:
+            return self.graphs.inner_loop(theta0, masks, x, y, steps)
+        inner = set(self.rule.names)
+        params = {n: t.clone() if n in inner else t for n, t in theta0.items()}
+        sums = self.start_sums(params)
         for _ in range(steps):
-            if self.graphs is not None and self.graphs.usable(x):
-                grads = self.graphs.support_grads(params, x, y)
-            else:
-                grads = self.support_grads(params, x, y)
-            for name, g in zip(rule.names, grads):
-                m = masks.get(name)
-                acc = sums[name]
-                if weight and m is not None:
-                    acc[0].mul_(m).add_(params[name] - rule.step_size * g)  # J
-                    acc[1].mul_(m)                                          # P
-                else:
-                    acc[0].add_(g)                                          # G
-                params[name] = rule.update(name, params[name], g, m)
+            self.inner_step_(params, sums, masks, x, y)
         return params, sums
 
     def closed_form(self, name, d, masks, sums):

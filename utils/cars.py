@@ -117,7 +117,7 @@ def read_cars_annotations(folder, use_test_images=False):
     try:
         from scipy.io import loadmat
     except ImportError as error:
-        raise RuntimeError("Processing Stanford Cars reads .mat files: pip install scipy") from error
+        raise RuntimeError("Reading the Stanford Cars .mat files needs scipy") from error
     names = [str(n) for n in loadmat(_open_mat(folder, "cars_meta.mat"),
                                      squeeze_me=True)["class_names"]]
     sources = [("cars_train", "cars_train_annos.mat")]
@@ -151,7 +151,8 @@ def _iter_images(folder, image_dir):
 def _crop_jpeg(data, box, quality=95):
     image = Image.open(io.BytesIO(data)).convert("RGB")
     x1, y1, x2, y2 = box  # 1-based, inclusive (MATLAB)
-    image = image.crop((max(x1 - 1, 0), max(y1 - 1, 0), min(x2, image.width), min(y2, image.height)))
+    image = image.crop((max(x1 - 1, 0), max(y1 - 1, 0),
+                        min(x2, image.width), min(y2, image.height)))
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()

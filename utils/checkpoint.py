@@ -5,6 +5,7 @@ first), so a run killed at any moment resumes from the last finished epoch. Each
 reseeds every RNG from (seed, epoch), which makes the resumed run bitwise identical
 to an uninterrupted one on CPU. Files are loaded with ``torch.load(weights_only=True)``.
 """
+import json
 import os
 import random
 
@@ -14,7 +15,10 @@ import torch
 from utils.io import save_torch
 
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+LOCK = ".lock"
 FORMAT = 1
+_held_locks = {}      # realpath of a run folder -> open lock file of this process
 
 
 class CheckpointError(Exception):
@@ -61,6 +65,14 @@ def layout(module):
     return {name: list(p.shape) for name, p in module.named_parameters()}
 
 
+def kinds(learner):
+    """What a layout cannot tell apart: optimizer classes and the mask function."""
+    return {"optimizer_theta": type(learner.optimizer_theta).__name__,
+            "optimizer_mask": (type(learner.optimizer_mask).__name__
+                               if learner.optimizer_mask is not None else None),
+            "mask_kind": getattr(learner.mask, "kind", None)}
+
+
 def save_checkpoint(out_dir, learner, epoch, progress):
     """Write checkpoint.pt: the state *before* ``epoch`` runs (``progress``: best etc.)."""
     state = {
@@ -72,6 +84,7 @@ def save_checkpoint(out_dir, learner, epoch, progress):
         "optimizer_mask": (learner.optimizer_mask.state_dict()
                            if learner.optimizer_mask is not None else None),
         "layout": {"model": layout(learner.model), "mask": layout(learner.mask)},
+        "kinds": kinds(learner),
         "progress": progress,
         "rng": rng_states(),
     }
@@ -107,16 +120,71 @@ def load_checkpoint(out_dir, learner):
     except Exception as err:
         raise CheckpointError(f"--resume: {path} is corrupt or not a sparse-maml "
                               f"checkpoint ({type(err).__name__})") from err
-    for what, module in (("model", learner.model), ("mask", learner.mask)):
-        if state["layout"][what] != layout(module):
-            raise CheckpointError(
-                f"--resume: {path} does not fit this run: "
-                + _describe_difference(state["layout"][what], layout(module),
-                                       "backbone" if what == "model" else "mask layout"))
-    learner.model.load_state_dict(state["model"])
-    learner.optimizer_theta.load_state_dict(state["optimizer_theta"])
-    if learner.mask is not None:
-        learner.mask.load_state_dict(state["mask"])
-        learner.optimizer_mask.load_state_dict(state["optimizer_mask"])
-    set_rng_states(state["rng"])
-    return state["epoch"], state["progress"]
+    try:
+        for what, module in (("model", learner.model), ("mask", learner.mask)):
+            if state["layout"][what] != layout(module):
+                raise CheckpointError(
+                    f"--resume: {path} does not fit this run: "
+                    + _describe_difference(state["layout"][what], layout(module),
+                                           "backbone" if what == "model" else "mask layout"))
+        saved_kinds, current = state.get("kinds"), kinds(learner)
+        if saved_kinds is not None and saved_kinds != current:
+            diff = [f"{k} is {saved_kinds.get(k)} in the checkpoint, {v} here"
+                    for k, v in current.items() if saved_kinds.get(k) != v]
+            raise CheckpointError(f"--resume: {path} does not fit this run: {'; '.join(diff)}")
+        learner.model.load_state_dict(state["model"])
+        learner.optimizer_theta.load_state_dict(state["optimizer_theta"])
+        if learner.mask is not None:
+            learner.mask.load_state_dict(state["mask"])
+            learner.optimizer_mask.load_state_dict(state["optimizer_mask"])
+        set_rng_states(state["rng"])
+        return state["epoch"], state["progress"]
+    except CheckpointError:
+        raise
+    except Exception as err:      # a damaged or hand-edited checkpoint
+        raise CheckpointError(f"--resume: {path} is incomplete or does not fit this run "
+                              f"({type(err).__name__}: {err})") from err
+
+
+def recorded_args(out_dir):
+    """The flags recorded in out_dir/config.json ({dest: value}), or None if unreadable.
+
+    Parsed as JSON only (never executed or unpickled), so a run folder can be untrusted.
+    """
+    try:
+        with open(os.path.join(out_dir, CONFIG), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    args = config.get("args") if isinstance(config, dict) else None
+    return args if isinstance(args, dict) else None
+
+
+def lock_run_folder(out_dir):
+    """Hold an exclusive lock on out_dir for this process (re-entrant within it).
+
+    Two processes writing one run folder would interleave epochs and clobber each
+    other's checkpoints. The OS drops the lock when the process dies, even by SIGKILL,
+    so a killed run never blocks its own ``--resume``. No-op where fcntl is missing.
+    """
+    key = os.path.realpath(out_dir)
+    if key in _held_locks:
+        return
+    try:
+        import fcntl
+    except ImportError:      # Windows
+        return
+    f = open(os.path.join(out_dir, LOCK), "a")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise CheckpointError(f"{out_dir} is in use by another training process; wait for "
+                              "it to finish or stop it, or choose another --out_dir")
+    _held_locks[key] = f
+
+
+def unlock_run_folder(out_dir):
+    f = _held_locks.pop(os.path.realpath(out_dir), None) if out_dir else None
+    if f is not None:
+        f.close()      # closing the file releases the flock

@@ -112,6 +112,9 @@ def get_parser():
                    help="root folder of the datasets (torchmeta layout)" + D)
     g.add_argument("--download", action="store_true",
                    help="try torchmeta's download when the data is missing" + D)
+    g.add_argument("--cache_images", action="store_true",
+                   help="keep transformed images in memory after first use (much faster "
+                        "small-image runs; use with --num_workers 0, not with --data_aug)" + D)
     g.add_argument("--data_aug", action="store_true",
                    help="MiniImagenet training augmentation: crop, color jitter, flip" + D)
     g.add_argument("--num_shots_train", type=pi, default=5,
@@ -228,13 +231,22 @@ def check_consistency(args, parser):
         (args.no_downsample_in_inner_loop and not resnet,
          "--no_downsample_in_inner_loop applies to the ResNet only"),
         (args.momentum < 0, "--momentum must be >= 0"),
+        (args.cache_images and args.data_aug,
+         "--cache_images would freeze the random --data_aug transforms; use one of them"),
     ]
     for broken, message in rules:
         if broken:
             parser.error(message)
-    for action in parser._actions:      # config-file values bypass the type checks
+    for action in parser._actions:      # config-file values bypass argparse's checks
         value = getattr(args, action.dest, None)
-        if action.type is not None and value is not None and not isinstance(value, str):
+        if value is None or not action.option_strings:
+            continue
+        if action.nargs == 0 and not isinstance(value, bool):
+            parser.error(f"argument {action.option_strings[0]}: expected true/false, "
+                         f"got {value!r}")
+        if action.choices is not None and value not in action.choices:
+            parser.error(f"argument {action.option_strings[0]}: invalid choice {value!r}")
+        if action.type is not None and not isinstance(value, str):
             try:
                 action.type(str(value))
             except (argparse.ArgumentTypeError, ValueError) as err:

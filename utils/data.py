@@ -7,6 +7,8 @@ Missing, partial or corrupt data stops the run before training with a short
 """
 import os
 
+import numpy as np
+
 from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims first)
 from torchmeta.datasets import CUB, MiniImagenet, Omniglot, TieredImagenet
 from torchmeta.transforms import Categorical, ClassSplitter, Rotation
@@ -95,29 +97,73 @@ def meta_dataset(name, split, root, num_ways, num_shots, num_queries, data_aug=F
     if needs_files and not download and not all(
             os.path.isfile(p) for p in expected_files(name, root, split)):
         raise DataUnavailable(_missing_message(name, root, split, download))
+    files = expected_files(name, root, split) if needs_files else [root]
     try:
         dataset = _dataset_class(name)(root, download=download and needs_files, **kwargs)
     except Exception as err:  # torchmeta raises RuntimeError/OSError/URLError variously
-        if needs_files and not all(os.path.isfile(p) for p in expected_files(name, root, split)):
+        if needs_files and not all(os.path.isfile(p) for p in files):
             raise DataUnavailable(_missing_message(name, root, split, download)) from err
-        raise DataUnavailable(f"{name} ({split}) in {root} could not be opened: {err}") from err
-    check_task_size(dataset, name, split, num_ways, num_shots + num_queries)
+        raise DataUnavailable(_unreadable_message(name, split, files, err)) from err
+    check_task_size(dataset, name, split, num_ways, num_shots + num_queries, files)
+    follow_global_numpy_rng(dataset)
     return dataset
 
 
-def check_task_size(dataset, name, split, num_ways, per_class):
-    """Fail early when tasks cannot be drawn: too few classes or images per class."""
+def follow_global_numpy_rng(dataset):
+    """Make a torchmeta dataset's task splits follow ``np.random.seed``.
+
+    torchmeta seeds every MetaDataset and its ClassSplitter with ``RandomState(None)``
+    (OS entropy), so which images are support or query differed between two runs with
+    the same --seed, and a resumed run diverged. Their private generators become numpy's
+    global one, which --seed and each epoch's reseed control (DataLoader workers seed it
+    from the loader's base seed).
+    """
+    global_rng = np.random.mtrand._rand
+    dataset.np_random = global_rng
+    transform = dataset.dataset_transform
+    for t in getattr(transform, "transforms", None) or [transform]:
+        if hasattr(t, "np_random"):
+            t.np_random = global_rng
+    return dataset
+
+
+def _unreadable_message(name, split, files, err):
+    return (f"{name} ({split}) could not be read from {', '.join(files)}: "
+            f"{type(err).__name__}: {err}. The files are corrupt, truncated or not in "
+            f"torchmeta's format; delete them and re-create them (see README, 'Data').")
+
+
+def _missing_classes(class_dataset, err):
+    """'classes a, b absent from the data' where the layout allows telling, else h5py's text."""
+    try:
+        data, labels = class_dataset.data, class_dataset.labels
+        missing = [str(c) for c in labels if isinstance(c, str) and c not in data]
+    except Exception:
+        missing = []
+    if not missing:
+        return f"{err}"
+    more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+    return f"{len(missing)} classes are absent from the data: {', '.join(missing[:3])}{more}"
+
+
+def check_task_size(dataset, name, split, num_ways, per_class, files=()):
+    """Fail early when tasks cannot be drawn: unreadable data, too few classes or images."""
     class_dataset = dataset.dataset
     try:
         num_classes = len(class_dataset)
         sizes = [len(class_dataset[i]) for i in range(class_dataset.num_classes)]
+    except KeyError as err:      # h5py: a class named in the labels file is not in the data
+        raise DataUnavailable(
+            f"{name} ({split}): the labels file does not match the data file "
+            f"({', '.join(files)}): {_missing_classes(class_dataset, err)}; re-create both "
+            "files together (see README, 'Data').") from err
     except Exception as err:
-        raise DataUnavailable(f"{name} ({split}) is corrupt or its labels do not match its "
-                              f"data file: {type(err).__name__}: {err}") from err
+        raise DataUnavailable(_unreadable_message(name, split, files, err)) from err
     finally:
-        close = getattr(class_dataset, "close", None)
-        if close is not None:      # reopened lazily in each loader worker
-            close()
+        try:      # reopened lazily in each loader worker
+            class_dataset.close()
+        except Exception:      # torchmeta's close() fails when the file never opened
+            pass
     if num_ways > num_classes:
         raise DataUnavailable(f"--num_ways {num_ways} exceeds the {num_classes} classes of "
                               f"{name}'s {split} split")
@@ -127,17 +173,20 @@ def check_task_size(dataset, name, split, num_ways, per_class):
             f"--num_shots_train + --num_shots_test = {per_class}")
 
 
-def _ignore_sigint(_worker_id):
-    # Ctrl-C reaches the whole process group; the main process handles it (checkpoint
-    # and clean exit), so workers must not die first.
+def _ignore_stop_signals(_worker_id):
+    # Ctrl-C (SIGINT) and schedulers' SIGTERM reach the whole process group; the main
+    # process handles them (clean exit at the next step), so workers must not die first
+    # (a dead worker makes the main process fail with a DataLoader traceback). Workers
+    # still exit with the main process, which shuts them down or is watched by them.
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def task_loader(dataset, batch_size, num_workers, pin_memory):
     return BatchMetaDataLoader(dataset, batch_size=batch_size, shuffle=True,
                                num_workers=num_workers, pin_memory=pin_memory,
-                               worker_init_fn=_ignore_sigint if num_workers else None)
+                               worker_init_fn=_ignore_stop_signals if num_workers else None)
 
 
 def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None):
@@ -147,6 +196,9 @@ def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None):
     for split in splits:
         ds = meta_dataset(name, split, args.data_folder, args.num_ways, args.num_shots_train,
                           args.num_shots_test, args.data_aug, args.download)
+        if getattr(args, "cache_images", False):
+            from utils.image_cache import with_image_cache
+            ds = with_image_cache(ds)
         batch = args.batch_size if split == "train" else args.test_batch_size
         loaders[split] = task_loader(ds, batch, args.num_workers, pin_memory)
     return loaders
