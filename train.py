@@ -180,8 +180,6 @@ def train(args):
     prepare_out_dir(args)
     if args.seed < 0:
         args.seed = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
-    save_json(os.path.join(args.out_dir, "config.json"),
-              {"args": vars(args), "_meta": run_metadata()})
     seed_everything(args.seed)
     learner = build(args)
     loaders = build_loaders(args, pin_memory=learner.device.type == "cuda")
@@ -194,6 +192,10 @@ def train(args):
     logger = RunLogger(args.out_dir, args.tensorboard, progress["metrics_bytes"], start)
     if not args.resume:
         save_checkpoint(args.out_dir, learner, 0, progress)
+    # Written once the run (or its resume) is known to work, so a refused --resume
+    # never overwrites the recorded flags.
+    save_json(os.path.join(args.out_dir, "config.json"),
+              {"args": vars(args), **cli.config_notes(args.config), "_meta": run_metadata()})
     stop, t0 = StopRequest(), time.time() - progress["wall_clock_s"]
     print(f"{args.method}: {args.num_ways}-way {args.num_shots_train}-shot {args.dataset}, "
           f"{args.engine} engine on {learner.device}; run folder {args.out_dir}")
@@ -294,9 +296,17 @@ def main(argv=None):
                  if changed else ""), file=sys.stderr)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     StopRequest.received = None
-    signal.signal(signal.SIGTERM, StopRequest.stop_now)   # setup: stop at once (the loop
-    try:                                                  # then stops at the next step)
-        results = train(args)
+    # During setup SIGTERM stops at once; the training loop then stops at the next step.
+    signal.signal(signal.SIGTERM, StopRequest.stop_now)
+    try:
+        try:
+            results = train(args)
+        except RuntimeError as err:
+            # A SIGTERM sent to the whole process group also ends the DataLoader workers;
+            # the next fetch then fails ("worker exited unexpectedly"): still a clean stop.
+            if StopRequest.received is None or isinstance(err, (NonFiniteError, WriteError)):
+                raise
+            raise KeyboardInterrupt(StopRequest.received) from err
     except (DataUnavailable, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

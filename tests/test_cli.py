@@ -196,8 +196,6 @@ def test_run_config_json_is_accepted_as_config(tmp_path):
     assert vars(again) == {**vars(first), "config": str(tmp_path / "config.json")}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: utils/cli.py check_consistency type-checks "
-                   "--config values but not choices= or boolean flags")
 @pytest.mark.parametrize("values", [
     {"engine": "bogus"}, {"amp": "fp8"}, {"method": "reptile"}, {"gradient_mask": "false"},
 ])

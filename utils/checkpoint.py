@@ -59,9 +59,19 @@ def set_rng_states(states):
 
 
 def layout(module):
-    """{name: shape} of a module's parameters (None for no module)."""
+    """{name: shape} of a module's parameters (None for no module).
+
+    A mask's logits are listed by the backbone parameter they mask ("mask of NAME"), so
+    a mismatch message names parameters the user knows, not list indices.
+    """
     if module is None:
         return None
+    if callable(getattr(module, "logits", None)):
+        shapes = {f"mask of {n}": list(phi.shape) for n, phi in module.logits().items()}
+        plus = getattr(module, "mask_plus", None)
+        if plus is not None:
+            shapes.update({f"mask_plus.{n}": list(p.shape) for n, p in plus.named_parameters()})
+        return shapes
     return {name: list(p.shape) for name, p in module.named_parameters()}
 
 

@@ -193,15 +193,28 @@ def load_config(path, parser):
     try:
         with open(path) as f:
             values = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:
         parser.error(f"cannot read --config {path}: {err}")
+    if not isinstance(values, dict):
+        parser.error(f"--config {path} must hold a JSON object of flag values")
     if isinstance(values.get("args"), dict):      # a run's config.json
-        values = values["args"]
+        values = dict(values["args"])
+        if values.get("method") not in METHODS:   # a described name, e.g. "sparse-maml-plus"
+            values.pop("method", None)
     dests = {a.dest for a in parser._actions}
     unknown = sorted(k for k in values if not k.startswith("_") and k not in dests)
     if unknown:
         parser.error(f"unknown keys in --config {path}: {', '.join(unknown)}")
     return {k: v for k, v in values.items() if not k.startswith("_") and k != "config"}
+
+
+def config_notes(path):
+    """The documentation keys ("_cell", "_source", ...) of a config file, to keep in the run."""
+    if not path:
+        return {}
+    with open(path) as f:
+        values = json.load(f)
+    return {k: v for k, v in values.items() if k.startswith("_") and k != "_meta"}
 
 
 def check_consistency(args, parser):

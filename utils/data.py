@@ -127,10 +127,30 @@ def follow_global_numpy_rng(dataset):
     return dataset
 
 
+def _broken_files(files):
+    """The files among ``files`` that do not even open as JSON / HDF5 (the culprits)."""
+    import json
+
+    import h5py
+    broken = []
+    for path in files:
+        try:
+            if path.endswith(".json"):
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            elif path.endswith((".hdf5", ".h5")):
+                h5py.File(path, "r").close()
+        except Exception:
+            broken.append(path)
+    return broken
+
+
 def _unreadable_message(name, split, files, err):
-    return (f"{name} ({split}) could not be read from {', '.join(files)}: "
-            f"{type(err).__name__}: {err}. The files are corrupt, truncated or not in "
-            f"torchmeta's format; delete them and re-create them (see README, 'Data').")
+    culprits = _broken_files(files) or files
+    return (f"{name} ({split}) could not be read: {', '.join(culprits)} "
+            f"{'is' if len(culprits) == 1 else 'are'} corrupt, truncated or not in "
+            f"torchmeta's format ({type(err).__name__}: {err}). Delete and re-create "
+            f"{'it' if len(culprits) == 1 else 'them'} (see README, 'Data').")
 
 
 def _missing_classes(class_dataset, err):
@@ -173,20 +193,19 @@ def check_task_size(dataset, name, split, num_ways, per_class, files=()):
             f"--num_shots_train + --num_shots_test = {per_class}")
 
 
-def _ignore_stop_signals(_worker_id):
-    # Ctrl-C (SIGINT) and schedulers' SIGTERM reach the whole process group; the main
-    # process handles them (clean exit at the next step), so workers must not die first
-    # (a dead worker makes the main process fail with a DataLoader traceback). Workers
-    # still exit with the main process, which shuts them down or is watched by them.
+def _ignore_sigint(_worker_id):
+    # Ctrl-C reaches the whole process group; the main process handles it (checkpoint
+    # and clean exit), so workers must not die first. SIGTERM keeps its default so that
+    # multiprocessing can still terminate workers; train.main reports the stop cleanly
+    # when a SIGTERM to the whole group kills them first.
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def task_loader(dataset, batch_size, num_workers, pin_memory):
     return BatchMetaDataLoader(dataset, batch_size=batch_size, shuffle=True,
                                num_workers=num_workers, pin_memory=pin_memory,
-                               worker_init_fn=_ignore_stop_signals if num_workers else None)
+                               worker_init_fn=_ignore_sigint if num_workers else None)
 
 
 def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None):

@@ -30,11 +30,11 @@ class RunLogger:
         self.path = os.path.join(out_dir, "metrics.jsonl")
         if metrics_bytes is not None and os.path.exists(self.path):
             with open(self.path, "r+b") as f:      # drop rows written after the checkpoint
-                f.truncate(metrics_bytes)
+                f.truncate(min(metrics_bytes, os.path.getsize(self.path)))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(out_dir, purge_step=first_epoch if first_epoch else None)
+            self.writer = SummaryWriter(out_dir, purge_step=first_epoch)
 
     def bytes_written(self):
         return os.path.getsize(self.path) if os.path.exists(self.path) else 0

@@ -210,7 +210,7 @@ def render_markdown(groups, paper=False):
             continue
         line = [f"{ways}-way {shots}-shot {backbone}", METHOD_NAMES.get(method, method)]
         for name in CROSS_DOMAIN:
-            res = [d[name] for d in domains if name in d]
+            res = [d[name] for d in domains if "accuracy" in d.get(name, {})]
             if res:
                 acc, ci = mean_ci([x["accuracy"] for x in res], res[0]["ci95"])
                 line.append(f"{100 * acc:.1f} ± {100 * ci:.1f} (n={len(res)})")

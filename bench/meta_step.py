@@ -1,0 +1,156 @@
+"""Meta-step throughput: reference vs fast engine, side by side in one process.
+
+Synthetic 5-way tasks on the chosen device; for every (backbone, shots) the script
+first checks that both engines give the same meta-gradient on one batch, then times
+meta-training steps and evaluation (inner loop + query) per engine variant. Output:
+one JSON line per measurement {engine, backbone, shots, phase, tasks_per_s,
+peak_mem_mb, ...} and one per (backbone, shots, phase, variant) with "speedup" =
+variant / reference.
+
+    python bench/meta_step.py --device cpu --quick        # < 1 min on 2 CPU cores
+    python bench/meta_step.py --device cuda               # paper settings (84x84, 35 steps)
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from train import build, parse_args  # noqa: E402
+
+# Paper settings: ConvNet sparse-MAML (meta-batch 2), ResNet-12 sparse-ReLU-MAML (meta-batch 1).
+SETUPS = {
+    "convnet": ["--method", "sparse-maml", "--batch_size", "2"],
+    "resnet12": ["--method", "sparse-relu-maml", "--resnet", "--batch_size", "1",
+                 "--no_bn_in_inner_loop", "--clamp_outer_gradients", "--step_size", "0.05"],
+}
+
+
+def variants(device):
+    """(name, extra flags) per engine variant worth timing on this device."""
+    out = [("reference", ["--engine", "reference"]), ("fast", ["--engine", "fast"])]
+    if device == "cuda":
+        out.append(("fast-bf16", ["--engine", "fast", "--amp", "bf16", "--channels_last"]))
+    return out
+
+
+def synthetic_batch(tasks, ways, shots, queries, channels, side, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    def split(k):
+        x = torch.randn(tasks, ways * k, channels, side, side, generator=g)
+        y = torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
+        return x.to(device), y.to(device)
+    return {"train": split(shots), "test": split(queries)}
+
+
+def flags(backbone, shots, opts, device):
+    base = SETUPS[backbone] + ["--num_shots_train", str(shots), "--num_ways", "5",
+                               "--num_shots_test", str(opts.queries),
+                               "--gradient_steps", str(opts.steps),
+                               "--gradient_steps_test", str(opts.steps), "--seed", "0"]
+    if opts.quick:
+        base += ["--dataset", "Strokes"] + (["--hidden_size", "32"] if backbone == "convnet" else [])
+    if device == "cpu":
+        base.append("--dont_use_cuda")
+    return base
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats, device, warmup=2):
+    for _ in range(warmup):                # CUDA-graph capture, cuDNN autotuning
+        fn()
+    sync(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else None
+    return seconds, peak
+
+
+def gradients(learner, batch):
+    learner.zero_grad()
+    learner.engine.train_tasks(learner.tasks(batch), [learner.gradient_steps] * len(batch["train"][0]))
+    params = list(learner.model.parameters()) + list(learner.mask.parameters())
+    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def agreement(argv, batch):
+    """Max |g_fast - g_ref| / max |g_ref| over theta and phi (fp32, same init and batch)."""
+    grads = []
+    for engine in ("reference", "fast"):
+        torch.manual_seed(0)
+        grads.append(gradients(build(parse_args(argv + ["--engine", engine])), batch))
+    scale = max(float(g.abs().max()) for g in grads[0])
+    return max(float((a - b).abs().max()) for a, b in zip(*grads)) / scale
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="tiny settings for a CPU smoke run")
+    p.add_argument("--backbones", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    p.add_argument("--shots", nargs="+", type=int, default=[1, 5])
+    p.add_argument("--repeats", type=int, default=None, help="timed steps per measurement")
+    p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    opts = p.parse_args(argv)
+    opts.steps, opts.queries = (1, 2) if opts.quick else (35, 15)
+    repeats = opts.repeats or (2 if opts.quick else 10)
+    side = 16 if opts.quick else 84           # quick: 16x16 keeps ResNet-12 cheap on CPU
+    if opts.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True    # the original ran with TF32 convs
+        torch.backends.cudnn.allow_tf32 = True
+    lines = []
+
+    def emit(row):
+        print(json.dumps(row), flush=True)
+        lines.append(row)
+
+    for backbone in opts.backbones:
+        for shots in opts.shots:
+            argv_ = flags(backbone, shots, opts, opts.device)
+            probe = parse_args(argv_)
+            channels = 1 if opts.quick else 3
+            batch = synthetic_batch(probe.batch_size, 5, shots, opts.queries, channels, side,
+                                    opts.device)
+            emit({"backbone": backbone, "shots": shots, "check": "meta-gradient agreement",
+                  "max_rel_diff": agreement(argv_, batch)})
+            rates = {}
+            for name, extra in variants(opts.device):
+                torch.manual_seed(0)
+                learner = build(parse_args(argv_ + extra))
+                for phase, fn, tasks in (("train", lambda: learner.step(batch), probe.batch_size),
+                                         ("eval", lambda: learner.evaluate(batch), probe.batch_size)):
+                    seconds, peak = timed(fn, repeats, opts.device, 1 if opts.quick else 2)
+                    rate = repeats * tasks / seconds
+                    rates[(name, phase)] = rate
+                    emit({"engine": name, "backbone": backbone, "shots": shots, "phase": phase,
+                          "tasks_per_s": round(rate, 3),
+                          "peak_mem_mb": None if peak is None else round(peak, 1),
+                          "device": opts.device, "inner_steps": opts.steps,
+                          "meta_batch": probe.batch_size})
+                del learner
+            for name, _ in variants(opts.device)[1:]:
+                for phase in ("train", "eval"):
+                    emit({"backbone": backbone, "shots": shots, "phase": phase, "engine": name,
+                          "speedup": round(rates[(name, phase)] / rates[("reference", phase)], 3)})
+    if opts.out:
+        with open(opts.out, "a") as f:
+            for row in lines:
+                f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
