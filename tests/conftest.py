@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 FAKE_CLASSES_PER_SPLIT = 6
 FAKE_IMAGES_PER_CLASS = 20
@@ -68,3 +69,12 @@ def tiny_run_flags(out_dir, dataset="Strokes", data_folder=None):
 def quick_args():
     """``quick_args(out_dir, dataset="Strokes", data_folder=None)`` -> tiny-run flag list."""
     return tiny_run_flags
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tiny CPU models on one thread (faster than two busy threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

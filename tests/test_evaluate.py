@@ -24,13 +24,7 @@ ORIGINAL_FLAGS = ["--dataset", "Strokes", "--hidden_size", "8", "--gradient_mask
 TASKS = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny CPU models run far faster on one thread than on oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -315,12 +315,7 @@ def test_runtime_error_is_a_clean_stop_only_after_a_signal(monkeypatch, tmp_path
 INPROC = TINY + ["--num_workers", "0", "--epochs", "2", "--batches_train", "2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

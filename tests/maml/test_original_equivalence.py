@@ -35,13 +35,7 @@ def float64():
     torch.set_default_dtype(previous)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """float64 convolutions crawl when 2 threads share a busy machine; 1 thread is faster."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_batch(side, channels=1, tasks=2, ways=5, query_per_class=2, seed=1):

@@ -53,13 +53,7 @@ RESNET12 = [
 BIG = {128: 160, 256: 320, 512: 640}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Convolutions run faster on 1 thread of a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def layout(model):
