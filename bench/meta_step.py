@@ -140,7 +140,6 @@ def main(argv=None):
                           "peak_mem_mb": None if peak is None else round(peak, 1),
                           "device": opts.device, "inner_steps": opts.steps,
                           "meta_batch": probe.batch_size})
-                del learner
             for name, _ in variants(opts.device)[1:]:
                 for phase in ("train", "eval"):
                     emit({"backbone": backbone, "shots": shots, "phase": phase, "engine": name,

@@ -16,8 +16,9 @@ With d = dL_query/d theta_T this gives dL/d theta_0 (d, or d * P) and dL/dm (-al
 loop keeps only the running sums, so memory does not grow with the number of steps.
 Identical updates to ``ReferenceEngine`` for every first-order method (tested).
 
-On CUDA the engine can run each inner step from a captured CUDA graph (``cuda_graphs``)
-and under bf16 autocast (``amp``); theta, phi and the inner updates stay fp32.
+On CUDA the engine can run each inner step from a captured CUDA graph (``cuda_graphs``
+True; "emulate" runs the same static-buffer code eagerly, which is how CPU tests check
+it) and under bf16 autocast (``amp``); theta, phi and the inner updates stay fp32.
 """
 import contextlib
 

@@ -4,6 +4,8 @@
 adapts to each task and reports its query accuracy without changing any parameter.
 A batch is torchmeta's dict {"train": (x [B, N*K, C, H, W], y [B, N*K]), "test": (x, y)}.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -63,31 +65,39 @@ class MetaLearner:
         if self.optimizer_mask is not None:
             self.optimizer_mask.zero_grad(set_to_none=True)
 
-    def check_finite(self, loss):
-        """Raise NonFiniteError (or return False when skipping) on a non-finite loss/grad."""
-        theta, phi = self.parameters()
-        named = [("query loss", loss)]
-        named += [(f"gradient of theta[{n}]", p.grad) for n, p in self.model.named_parameters()]
+    def finite_check(self, loss, accuracy):
+        """Host copies of (loss, accuracy) and the names of non-finite quantities.
+
+        One device->host transfer per meta-step: the loss, the accuracy and one sum per
+        gradient tensor (a sum is non-finite iff some element is) travel together.
+        """
+        named = [(f"gradient of theta[{n}]", p.grad) for n, p in self.model.named_parameters()]
         if self.mask is not None:
             named += [(f"gradient of phi[{n}]", p.grad) for n, p in self.mask.named_parameters()]
-        named = [(n, t) for n, t in named if t is not None]
-        sums = torch.stack([t.detach().float().sum() for _, t in named])
-        if bool(torch.isfinite(sums).all()):     # the one host sync of a step
-            return True
-        bad = [n for (n, t), s in zip(named, sums) if not torch.isfinite(s)]
-        if self.skip_nonfinite:
-            self.skipped_steps += 1
-            return False
-        raise NonFiniteError("non-finite " + ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""))
+        named = [(n, g) for n, g in named if g is not None]
+        stats = torch.stack([loss.detach().double(), accuracy.detach().double()]
+                            + [g.detach().double().sum() for _, g in named]).tolist()
+        sums = dict(zip(["query loss"] + [n for n, _ in named], [stats[0]] + stats[2:]))
+        bad = [n for n, v in sums.items() if not math.isfinite(v)]
+        return stats[0], stats[1], bad
 
     def step(self, batch):
-        """One meta-training step on a batch of tasks. Returns {"loss", "accuracy"} (floats)."""
+        """One meta-training step on a batch of tasks. Returns {"loss", "accuracy"} (floats).
+
+        A non-finite loss or gradient raises NonFiniteError (naming it) before any
+        parameter changes, or with ``skip_nonfinite`` skips the optimizer steps.
+        """
         self.model.train()
         tasks = self.tasks(batch)
         self.zero_grad()
         loss, accuracies = self.engine.train_tasks(tasks, self.sample_steps(len(tasks)))
-        if not self.check_finite(loss):
+        loss, accuracy, bad = self.finite_check(loss, torch.stack(accuracies).mean())
+        if bad:
             self.zero_grad()
+            if not self.skip_nonfinite:
+                raise NonFiniteError("non-finite " + ", ".join(bad[:3])
+                                     + (" ..." if len(bad) > 3 else ""))
+            self.skipped_steps += 1
             return {"loss": float("nan"), "accuracy": float("nan"), "skipped": True}
         if self.clamp_outer_gradients:
             for p in self.model.parameters():
@@ -96,14 +106,19 @@ class MetaLearner:
         self.optimizer_theta.step()
         if self.optimizer_mask is not None:
             self.optimizer_mask.step()
-        return {"loss": float(loss), "accuracy": float(torch.stack(accuracies).mean())}
+        return {"loss": loss, "accuracy": accuracy}
 
-    def evaluate(self, batch):
-        """Adapt to every task of the batch; {"accuracies": [per task], "loss": mean}."""
+    def evaluate_tensors(self, batch):
+        """Per-task (query losses, accuracies) as device tensors: no host sync, so an
+        evaluation loop keeps many tasks in flight and synchronises once at its end."""
         self.model.train()     # BatchNorm uses batch statistics at test time too
         results = [self.engine.eval_task(task, self.gradient_steps_test)
                    for task in self.tasks(batch)]
-        losses = torch.stack([r[0] for r in results]).float()
-        accs = torch.stack([r[1] for r in results]).float()
+        return (torch.stack([r[0] for r in results]).float(),
+                torch.stack([r[1] for r in results]).float())
+
+    def evaluate(self, batch):
+        """Adapt to every task of the batch; {"accuracies": [per task], "accuracy", "loss"}."""
+        losses, accs = self.evaluate_tensors(batch)
         return {"accuracies": accs.tolist(), "accuracy": float(accs.mean()),
                 "loss": float(losses.mean())}

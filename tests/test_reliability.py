@@ -558,10 +558,16 @@ def test_out_dir_holding_another_run_is_refused(run_copy, tmp_path, capsys):
 
 
 def test_out_dir_in_use_by_another_process_is_refused(run_copy, capsys):
-    import fcntl
-    with open(run_copy / ".lock", "a") as held:        # as another process would hold it
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    holder = subprocess.Popen(          # another process holds the run's lock
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.lockf(f.fileno(), fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+         str(run_copy / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
         assert main(["--resume", "--out_dir", run_copy]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
     clean_error(capsys, "in use by another training process")
 
 

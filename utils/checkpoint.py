@@ -186,7 +186,9 @@ def lock_run_folder(out_dir):
         return
     f = open(os.path.join(out_dir, LOCK), "a")
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A POSIX record lock, not flock: it is not inherited by forked DataLoader
+        # workers, so an orphaned worker of a killed run cannot block its --resume.
+        fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.close()
         raise CheckpointError(f"{out_dir} is in use by another training process; wait for "
@@ -197,4 +199,4 @@ def lock_run_folder(out_dir):
 def unlock_run_folder(out_dir):
     f = _held_locks.pop(os.path.realpath(out_dir), None) if out_dir else None
     if f is not None:
-        f.close()      # closing the file releases the flock
+        f.close()      # closing the file releases the lock
