@@ -30,7 +30,8 @@ class _StaticStep:
             self.graph = self._capture()
 
     def step(self):
-        self.engine.inner_step_(self.params, self.sums, self.masks, self.x, self.y)
+        self.engine.inner_step_(self.params, self.sums, self.masks, self.x, self.y,
+                                inplace=True)
 
     def _capture(self):
         # Warm up on a side stream (cuDNN autotuning, allocator), as the CUDA-graph docs ask.

@@ -72,30 +72,39 @@ class FastEngine:
         return sums
 
     @torch.no_grad()
-    def inner_step_(self, params, sums, masks, x, y):
-        """One inner step, in place on ``params`` (theta_{t-1} -> theta_t) and ``sums``."""
+    def inner_step_(self, params, sums, masks, x, y, inplace=False):
+        """One inner step: theta_{t-1} -> theta_t in ``params``, running sums updated.
+
+        ``sums`` None (evaluation) skips the sums. ``inplace`` writes into the existing
+        tensors (static CUDA-graph buffers); otherwise the dict gets new tensors.
+        """
         rule, weight = self.rule, self.rule.mask_mode == "weight"
         grads = self.support_grads(params, x, y)
         for name, g in zip(rule.names, grads):
-            m, acc, theta = masks.get(name), sums[name], params[name]
-            if weight and m is not None:
-                acc[0].mul_(m).add_(theta - rule.step_size * g)          # J
-                acc[1].mul_(m)                                             # P
+            m, theta = masks.get(name), params[name]
+            if sums is not None:
+                acc = sums[name]
+                if weight and m is not None:
+                    acc[0].mul_(m).add_(theta - rule.step_size * g)          # J
+                    acc[1].mul_(m)                                             # P
+                else:
+                    acc[0].add_(g)                                             # G
+            if inplace:
+                theta.copy_(rule.update(name, theta, g, m))
             else:
-                acc[0].add_(g)                                             # G
-            theta.copy_(rule.update(name, theta, g, m))
+                params[name] = rule.update(name, theta, g, m)
 
     @torch.no_grad()
-    def inner_loop(self, theta0, masks, x, y, steps):
+    def inner_loop(self, theta0, masks, x, y, steps, need_sums=True):
         """Run ``steps`` detached inner steps from theta0 ({name: tensor}, no graph).
 
-        Returns (theta_T, sums): sums[name] holds G (or J and P for weight masks).
+        Returns (theta_T, sums): sums[name] holds G (or J and P for weight masks); None
+        when ``need_sums`` is False (evaluation).
         """
         if self.graphs is not None:
             return self.graphs.inner_loop(theta0, masks, x, y, steps)
-        inner = set(self.rule.names)
-        params = {n: t.clone() if n in inner else t for n, t in theta0.items()}
-        sums = self.start_sums(params)
+        params = dict(theta0)
+        sums = self.start_sums(params) if need_sums else None
         for _ in range(steps):
             self.inner_step_(params, sums, masks, x, y)
         return params, sums
@@ -155,6 +164,6 @@ class FastEngine:
             masks = self.mask() if self.mask is not None else {}
             theta = {n: p.detach() for n, p in self.model.named_parameters()}
             theta0 = self.rule.initial(theta, masks)
-        params, _ = self.inner_loop(theta0, masks, xs, ys, steps)
+        params, _ = self.inner_loop(theta0, masks, xs, ys, steps, need_sums=False)
         loss, acc, _ = self.query(params, xq, yq, need_grad=False)
         return loss, acc
