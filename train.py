@@ -39,6 +39,8 @@ def device_of(args):
 def build(args):
     """Backbone, mask, optimizers and engine for ``args``; opens no dataset."""
     device = device_of(args)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True     # fixed task shapes: autotune once
     in_channels, image_size = dataset_shape(args.dataset)
     model = build_backbone(args.resnet, args.big_resnet, args.hidden_size, in_channels,
                            image_size, args.num_ways).to(device)
@@ -112,6 +114,7 @@ def train(args):
     start = 0
     if args.resume:
         start, progress = load_checkpoint(args.out_dir, learner)
+        learner.skipped_steps = progress["skipped_steps"]
         print(f"Resuming {args.out_dir} at epoch {start}")
     logger = RunLogger(args.out_dir, args.tensorboard, progress["metrics_bytes"], start)
     if not args.resume:

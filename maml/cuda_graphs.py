@@ -19,12 +19,12 @@ import torch
 class _StaticStep:
     """Static buffers of one shape, and the captured (or eager) step that updates them."""
 
-    def __init__(self, engine, theta0, masks, x, y, use_cuda_graphs):
+    def __init__(self, engine, theta0, masks, x, y, use_cuda_graphs, need_sums=True):
         self.engine = engine
         self.params = {n: t.detach().clone() for n, t in theta0.items()}
         self.masks = {n: m.detach().clone() for n, m in masks.items()}
         self.x, self.y = x.clone(), y.clone()
-        self.sums = engine.start_sums(self.params)
+        self.sums = engine.start_sums(self.params) if need_sums else None
         self.graph = None
         if use_cuda_graphs:
             self.graph = self._capture()
@@ -43,7 +43,9 @@ class _StaticStep:
                 self.step()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: CUDA calls of other threads (the DataLoader's pin-memory thread)
+        # must not invalidate the capture; autograd's backward runs on this stream.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.step()
         for n, t in backup.items():
             self.params[n].copy_(t)
@@ -58,7 +60,7 @@ class _StaticStep:
         self.x.copy_(x)
         self.y.copy_(y)
         weight = self.engine.rule.mask_mode == "weight"
-        for acc in self.sums.values():
+        for acc in (self.sums or {}).values():
             acc[0].zero_()
             if weight:
                 acc[1].fill_(1.0)
@@ -69,6 +71,8 @@ class _StaticStep:
                 self.step()
         # Clones: the buffers are overwritten by the next task.
         params = {n: t.clone() for n, t in self.params.items()}
+        if self.sums is None:
+            return params, None
         sums = {n: [a.clone() for a in acc] for n, acc in self.sums.items()}
         return params, sums
 
@@ -82,20 +86,21 @@ class InnerStepGraphs:
         self.steps = {}
         self.failed = False
 
-    def key(self, masks, x, y):
+    def key(self, masks, x, y, need_sums):
         return (tuple(x.shape), x.dtype, x.device, tuple(y.shape), x.stride(),
-                tuple(sorted(masks)))
+                tuple(sorted(masks)), need_sums)
 
-    def inner_loop(self, theta0, masks, x, y, steps):
-        key = self.key(masks, x, y)
+    def inner_loop(self, theta0, masks, x, y, steps, need_sums=True):
+        key = self.key(masks, x, y, need_sums)
         static = self.steps.get(key)
         if static is None:
             use_graphs = self.use_cuda_graphs and x.is_cuda and not self.failed
             try:
-                static = _StaticStep(self.engine, theta0, masks, x, y, use_graphs)
+                static = _StaticStep(self.engine, theta0, masks, x, y, use_graphs, need_sums)
             except RuntimeError as err:     # capture is best effort: fall back to eager
-                warnings.warn(f"CUDA-graph capture failed ({err}); using eager inner steps")
+                warnings.warn(f"CUDA-graph capture failed for support shape {tuple(x.shape)} "
+                              f"({err}); using eager inner steps from now on")
                 self.failed = True
-                static = _StaticStep(self.engine, theta0, masks, x, y, False)
+                static = _StaticStep(self.engine, theta0, masks, x, y, False, need_sums)
             self.steps[key] = static
         return static.run(theta0, masks, x, y, steps)

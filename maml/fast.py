@@ -102,7 +102,7 @@ class FastEngine:
         when ``need_sums`` is False (evaluation).
         """
         if self.graphs is not None:
-            return self.graphs.inner_loop(theta0, masks, x, y, steps)
+            return self.graphs.inner_loop(theta0, masks, x, y, steps, need_sums)
         params = dict(theta0)
         sums = self.start_sums(params) if need_sums else None
         for _ in range(steps):

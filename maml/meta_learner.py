@@ -44,10 +44,11 @@ class MetaLearner:
     def tasks(self, batch):
         """Split a torchmeta batch into per-task (x_support, y_support, x_query, y_query)."""
         (xs, ys), (xq, yq) = batch["train"], batch["test"]
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        move = lambda t, img: (t.to(self.device, non_blocking=True, memory_format=fmt)  # noqa: E731
-                               if img else t.to(self.device, non_blocking=True))
-        xs, ys, xq, yq = move(xs, True), move(ys, False), move(xq, True), move(yq, False)
+        xs, ys, xq, yq = (t.to(self.device, non_blocking=True) for t in (xs, ys, xq, yq))
+        if self.channels_last:      # a 4-D layout: convert each task's [N, C, H, W]
+            fmt = torch.channels_last
+            return [(xs[i].contiguous(memory_format=fmt), ys[i],
+                     xq[i].contiguous(memory_format=fmt), yq[i]) for i in range(xs.shape[0])]
         return [(xs[i], ys[i], xq[i], yq[i]) for i in range(xs.shape[0])]
 
     def sample_steps(self, n_tasks):

@@ -332,3 +332,11 @@ def test_repository_loads_checkpoints_weights_only_and_never_uses_a_shell():
                     if bad in text:
                         offenders.append(f"{name}: {bad}")
     assert not offenders
+
+
+def test_skipped_steps_survive_a_resume(monkeypatch, tmp_path):
+    poison_steps(monkeypatch, {1}, "loss")              # epoch 0, step 0 is skipped
+    out = tmp_path / "run"
+    assert main(INPROC + ["--skip_nonfinite", "--epochs", "1", "--out_dir", out]) == 0
+    assert main(["--resume", "--out_dir", out, "--epochs", "2"]) == 0
+    assert json.loads((out / "results.json").read_text())["skipped_steps"] == 1

@@ -48,4 +48,16 @@ def test_emulated_graph_replay_matches_eager_fast_engine(flags):
             results.append([torch.tensor(accs)])
         for a, c in zip(results[0] + results[1], results[2] + results[3]):
             torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-7)
-    assert len(replayed.engine.graphs.steps) == 2      # one static step per shape
+    # one static step per (support shape, with/without running sums for training/eval)
+    assert len(replayed.engine.graphs.steps) == 4
+
+
+def test_channels_last_trains_and_evaluates():
+    argv = ["--dataset", "Strokes", "--hidden_size", "8", "--gradient_steps", "2",
+            "--dont_use_cuda", "--method", "sparse-maml", "--channels_last"]
+    learner = train.build(train.parse_args(argv))
+    b = batch(2, 1, 0)
+    assert learner.tasks(b)[0][0].is_contiguous(memory_format=torch.channels_last)
+    out = learner.step(b)
+    assert out["loss"] == out["loss"]           # finite, no layout error
+    assert len(learner.evaluate(b)["accuracies"]) == 2
