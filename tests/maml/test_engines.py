@@ -38,14 +38,6 @@ METHODS = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def synthetic_batch(side=28, tasks=2, ways=5, query_per_class=2, seed=1):
     g = torch.Generator().manual_seed(seed)
     dtype = torch.get_default_dtype()

@@ -27,14 +27,6 @@ CONVNET_CASES = {
 }
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
