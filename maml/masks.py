@@ -118,7 +118,7 @@ class GradientMaskPlus(nn.Module):
     z = eps * s + b with eps ~ N(0, I) [feature_size], learned s (ones) and b (zeros);
     a = Linear(z) reshaped into one [out_channels, c_in, k, k] mask per conv weight;
     m = m_kind(a + shift). A fresh eps is drawn on every call (once per task). The
-    original hard-codes 64 channels, 3 input channels and ``.cuda()``; here the layer
+    original hard-codes 64 channels, 3 input channels and the CUDA device; here the layer
     sizes follow the backbone.
     """
 
