@@ -144,7 +144,8 @@ def train(args):
         if stop.signum:
             raise KeyboardInterrupt(epoch)
         per_param, sparsity = current_sparsity(learner)
-        logger.log(epoch, "train", float(np.mean(accs)) if accs else float("nan"),
+        train_acc = float(np.mean(accs)) if accs else float("nan")
+        logger.log(epoch, "train", train_acc,
                    loss=float(np.mean(losses)) if losses else float("nan"),
                    sparsity=sparsity, sparsity_per_param=per_param or None)
 
@@ -153,7 +154,7 @@ def train(args):
             logger.log(epoch, "val", val_acc, ci95=val_ci)
             if learner.mask is not None:
                 logger.histograms(epoch, learner.mask.logits())
-            print(f"epoch {epoch}: train acc {logger_last(accs):.3f}, val acc {val_acc:.4f}"
+            print(f"epoch {epoch}: train acc {train_acc:.3f}, val acc {val_acc:.4f}"
                   + (f", sparsity {sparsity:.3f}" if sparsity is not None else ""))
             if val_acc > progress["best_val"] and epoch > args.test_start:
                 progress["best_val"] = val_acc
@@ -181,10 +182,6 @@ def train(args):
         results["cross_domain"] = cross_domain(args, learner)
     save_json(os.path.join(args.out_dir, "results.json"), results)
     return results
-
-
-def logger_last(values):
-    return float(np.mean(values)) if values else float("nan")
 
 
 def save_best(args, learner):

@@ -143,7 +143,7 @@ class FastEngine:
             loss, acc, d_theta_T = self.query(params, xq, yq, need_grad=True)
             outputs, grads = [], []
             inner = set(self.rule.names)
-            for (name, t0), d in zip(params.items(), d_theta_T):
+            for name, d in zip(params, d_theta_T):
                 if name in inner:
                     d_theta0, d_mask = self.closed_form(name, d, m_detached, sums)
                     if d_mask is not None:
