@@ -106,7 +106,7 @@ def test_accuracy(args, learner, dataset, num_tasks):
             f"trained on {args.dataset} ({trained_on[0]}x{trained_on[1]}x{trained_on[1]}); "
             "cross-domain tests need the training input shape")
     loader = build_loaders(args, pin_memory=learner.device.type == "cuda", splits=("test",),
-                           dataset=dataset)["test"]
+                           dataset=dataset, device=learner.device)["test"]
     seed_everything(max(args.seed, 0))      # the same test tasks on every call
     batches = math.ceil(num_tasks / args.test_batch_size)
     accuracies = train.evaluate(learner, loader, batches, f"test {dataset}")[:num_tasks]

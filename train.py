@@ -74,7 +74,8 @@ def build(args):
         engine = ReferenceEngine(model, mask, rule, second_order=args.second_order)
     else:
         engine = FastEngine(model, mask, rule, amp=torch.bfloat16 if args.amp == "bf16" else None,
-                            cuda_graphs=args.cuda_graphs and device.type == "cuda")
+                            cuda_graphs=args.cuda_graphs and device.type == "cuda",
+                            compile=args.compile, task_streams=args.task_streams)
     return MetaLearner(model, mask, rule, engine,
                        build_optimizer(model.parameters(), args.optimizer_theta, args.lr,
                                        args.momentum),
@@ -108,7 +109,7 @@ def train(args):
         args.seed = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
     seed_everything(args.seed)
     learner = build(args)
-    loaders = build_loaders(args, pin_memory=learner.device.type == "cuda")
+    loaders = build_loaders(args, pin_memory=learner.device.type == "cuda", device=learner.device)
     progress = {"best_val": float("-inf"), "best": None, "wall_clock_s": 0.0, "metrics_bytes": 0,
                 "skipped_steps": 0}
     start = 0

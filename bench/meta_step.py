@@ -9,6 +9,7 @@ variant / reference.
 
     python bench/meta_step.py --device cpu --quick        # < 1 min on 2 CPU cores
     python bench/meta_step.py --device cuda               # paper settings (84x84, 35 steps)
+    python bench/meta_step.py --device cpu --variants reference fast fast-bf16-compile
 """
 import argparse
 import json
@@ -29,12 +30,28 @@ SETUPS = {
 }
 
 
-def variants(device):
-    """(name, extra flags) per engine variant worth timing on this device."""
-    out = [("reference", ["--engine", "reference"]), ("fast", ["--engine", "fast"])]
+# name: extra train.py flags. The CUDA variants add up: bf16 autocast with channels-last,
+# then torch.compile of the inner step, then several tasks in flight (CUDA streams).
+VARIANTS = {
+    "reference": ["--engine", "reference"],
+    "fast": ["--engine", "fast"],
+    "fast-compile": ["--engine", "fast", "--compile"],
+    "fast-bf16": ["--engine", "fast", "--amp", "bf16", "--channels_last"],
+    "fast-bf16-compile": ["--engine", "fast", "--amp", "bf16", "--channels_last", "--compile"],
+    "fast-bf16-compile-streams": ["--engine", "fast", "--amp", "bf16", "--channels_last",
+                                  "--compile", "--task_streams", "{streams}"],
+}
+
+
+def default_variants(device):
+    """The variants worth timing on this device (compiling costs minutes on a CPU)."""
     if device == "cuda":
-        out.append(("fast-bf16", ["--engine", "fast", "--amp", "bf16", "--channels_last"]))
-    return out
+        return [name for name in VARIANTS if name != "fast-compile"]
+    return ["reference", "fast"]
+
+
+def variant_flags(name, streams):
+    return [f.format(streams=streams) for f in VARIANTS[name]]
 
 
 def synthetic_batch(tasks, ways, shots, queries, channels, side, device, seed=0):
@@ -64,18 +81,32 @@ def sync(device):
 
 
 def timed(fn, repeats, device, warmup=2):
-    for _ in range(warmup):                # CUDA-graph capture, cuDNN autotuning
+    for _ in range(warmup):                # CUDA-graph capture, cuDNN autotuning, compiling
         fn()
     sync(device)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
     sync(device)
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else None
-    return seconds, peak
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(argv, batch, phase):
+    """Peak CUDA memory (MiB) one learner of ``argv`` needs for ``phase`` on ``batch``,
+    alone on the device: its parameters, optimizer state, static buffers and activations."""
+    import gc
+    gc.collect()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    learner = build(parse_args(argv))
+    for _ in range(3):
+        learner.step(batch) if phase == "train" else learner.evaluate(batch)
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    del learner
+    return peak
 
 
 def gradients(learner, batch):
@@ -104,8 +135,18 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=None, help="timed steps per measurement")
     p.add_argument("--rounds", type=int, default=3,
                    help="measurements per engine, taken in turns; the best counts")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                   help="engine variants to time; reference first (default: all on cuda, "
+                        "reference and fast on cpu)")
+    p.add_argument("--eval_tasks", type=int, default=None,
+                   help="tasks per evaluation batch (default: 8 on cuda, the meta-batch on cpu)")
+    p.add_argument("--task_streams", type=int, default=4,
+                   help="--task_streams of the *-streams variant (default: 4)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     opts = p.parse_args(argv)
+    names = opts.variants or default_variants(opts.device)
+    if names[0] != "reference":
+        p.error("--variants must start with reference (speedups are relative to it)")
     opts.steps, opts.queries = (1, 2) if opts.quick else (35, 15)
     repeats = opts.repeats or (2 if opts.quick else 10)
     side = 16 if opts.quick else 84           # quick: 16x16 keeps ResNet-12 cheap on CPU
@@ -122,7 +163,8 @@ def main(argv=None):
     emit({"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
                    "device": (torch.cuda.get_device_name() if opts.device == "cuda"
                               else f"cpu x{os.cpu_count()} ({torch.get_num_threads()} threads)"),
-                   "quick": opts.quick, "inner_steps": opts.steps, "queries": opts.queries}})
+                   "quick": opts.quick, "inner_steps": opts.steps, "queries": opts.queries,
+                   "task_streams": opts.task_streams}})
 
     for backbone in opts.backbones:
         for shots in opts.shots:
@@ -131,37 +173,43 @@ def main(argv=None):
             channels = 1 if opts.quick else 3
             batch = synthetic_batch(probe.batch_size, 5, shots, opts.queries, channels, side,
                                     opts.device)
+            eval_tasks = opts.eval_tasks or (8 if opts.device == "cuda" else probe.batch_size)
+            eval_batch = synthetic_batch(eval_tasks, 5, shots, opts.queries, channels, side,
+                                         opts.device, seed=1)
             emit({"backbone": backbone, "shots": shots, "check": "meta-gradient agreement",
                   "max_rel_diff": agreement(argv_, batch)})
             # Engines run in turns, several rounds each; the best round counts, so a
             # noisy neighbour on the machine slows one round, not one engine.
             learners = {}
-            for name, extra in variants(opts.device):
+            for name in names:
                 torch.manual_seed(0)
-                learners[name] = build(parse_args(argv_ + extra))
+                learners[name] = build(parse_args(argv_ + variant_flags(name, opts.task_streams)))
             best = {}
             for round_ in range(opts.rounds):
                 for name, learner in learners.items():
-                    for phase in ("train", "eval"):
-                        fn = ((lambda: learner.step(batch)) if phase == "train"
-                              else (lambda: learner.evaluate(batch)))
-                        seconds, peak = timed(fn, repeats, opts.device,
-                                              (1 if opts.quick else 2) if round_ == 0 else 0)
-                        rate = repeats * probe.batch_size / seconds
-                        if rate > best.get((name, phase), (0, None))[0]:
-                            best[(name, phase)] = (rate, peak)
-            rates = {key: rate for key, (rate, _) in best.items()}
-            for (name, phase), (rate, peak) in best.items():
+                    for phase, b in (("train", batch), ("eval", eval_batch)):
+                        fn = ((lambda: learner.step(b)) if phase == "train"
+                              else (lambda: learner.evaluate(b)))
+                        seconds = timed(fn, repeats, opts.device,
+                                        (1 if opts.quick else 2) if round_ == 0 else 0)
+                        rate = repeats * len(b["train"][0]) / seconds
+                        best[(name, phase)] = max(rate, best.get((name, phase), 0.0))
+            del learners
+            for (name, phase), rate in best.items():
+                peak = None
+                if opts.device == "cuda":
+                    peak = peak_memory_mb(argv_ + variant_flags(name, opts.task_streams),
+                                          batch if phase == "train" else eval_batch, phase)
                 emit({"engine": name, "backbone": backbone, "shots": shots, "phase": phase,
                       "tasks_per_s": round(rate, 3),
                       "peak_mem_mb": None if peak is None else round(peak, 1),
                       "device": opts.device, "inner_steps": opts.steps,
-                      "meta_batch": probe.batch_size, "rounds": opts.rounds})
-            del learners
-            for name, _ in variants(opts.device)[1:]:
+                      "tasks_per_batch": probe.batch_size if phase == "train" else eval_tasks,
+                      "rounds": opts.rounds})
+            for name in names[1:]:
                 for phase in ("train", "eval"):
                     emit({"backbone": backbone, "shots": shots, "phase": phase, "engine": name,
-                          "speedup": round(rates[(name, phase)] / rates[("reference", phase)], 3)})
+                          "speedup": round(best[(name, phase)] / best[("reference", phase)], 3)})
     if opts.out:
         with open(opts.out, "a") as f:
             for row in lines:

@@ -3,56 +3,40 @@
 A ConvNet inner step on a 5-way task is ~150 small kernels; launching them from Python
 costs more than running them. We capture one whole inner step (support forward,
 backward, masked update, running sums) per static shape (support batch, image size,
-dtype) into a CUDA graph, with its inputs and outputs in static buffers, and replay it
-T times per task: copy theta_0 into the buffers once, replay, read theta_T and the sums.
+dtype, tasks in flight) into a CUDA graph, with its inputs and outputs in static
+buffers, and replay it T times: copy theta_0 into the buffers once, replay, read
+theta_T and the sums.
+
+With ``task_streams`` > 1, up to that many tasks of a batch share one graph: each task
+has its own buffers and its step is captured on its own CUDA stream, so the graph holds
+independent branches and the GPU overlaps the small kernels of several tasks (one
+task's 25-image convolutions leave most of a large GPU idle).
 
 The buffer logic is identical with ``use_cuda_graphs=False``, where "capture" just
-keeps the eager step: that mode runs on CPU and is what the tests check against the
-eager engine. If capture fails (e.g. an op that cannot be captured), we warn once
-and fall back to eager steps.
+keeps the eager steps: that mode runs on CPU and is what the tests check against the
+eager engine. If capture fails (e.g. an op that cannot be captured), we warn once and
+fall back to eager steps.
 """
 import warnings
 
 import torch
 
 
-class _StaticStep:
-    """Static buffers of one shape, and the captured (or eager) step that updates them."""
+class _Slot:
+    """Static buffers of one task: theta_t, masks, support set and running sums."""
 
-    def __init__(self, engine, theta0, masks, x, y, use_cuda_graphs, need_sums=True):
+    def __init__(self, engine, theta0, masks, x, y, need_sums):
         self.engine = engine
         self.params = {n: t.detach().clone() for n, t in theta0.items()}
         self.masks = {n: m.detach().clone() for n, m in masks.items()}
         self.x, self.y = x.clone(), y.clone()
         self.sums = engine.start_sums(self.params) if need_sums else None
-        self.graph = None
-        if use_cuda_graphs:
-            self.graph = self._capture()
 
     def step(self):
         self.engine.inner_step_(self.params, self.sums, self.masks, self.x, self.y,
                                 inplace=True)
 
-    def _capture(self):
-        # Warm up on a side stream (cuDNN autotuning, allocator), as the CUDA-graph docs ask.
-        backup = {n: t.clone() for n, t in self.params.items()}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self.step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: CUDA calls of other threads (the DataLoader's pin-memory thread)
-        # must not invalidate the capture; autograd's backward runs on this stream.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.step()
-        for n, t in backup.items():
-            self.params[n].copy_(t)
-        return graph
-
-    @torch.no_grad()
-    def run(self, theta0, masks, x, y, steps):
+    def load(self, theta0, masks, x, y):
         for n, t in theta0.items():
             self.params[n].copy_(t)
         for n, m in masks.items():
@@ -64,43 +48,101 @@ class _StaticStep:
             acc[0].zero_()
             if weight:
                 acc[1].fill_(1.0)
+
+    def results(self):
+        # Clones: the buffers are overwritten by the next task.
+        params = {n: t.clone() for n, t in self.params.items()}
+        if self.sums is None:
+            return params, None
+        return params, {n: [a.clone() for a in acc] for n, acc in self.sums.items()}
+
+
+class _StaticSteps:
+    """Slots of one shape and the captured (or eager) step that advances all of them."""
+
+    def __init__(self, engine, tasks, use_cuda_graphs, need_sums=True):
+        self.slots = [_Slot(engine, *task, need_sums) for task in tasks]
+        self.graph = self._capture() if use_cuda_graphs else None
+
+    def step(self):
+        for slot in self.slots:
+            slot.step()
+
+    def _capture(self):
+        # Warm up on a side stream (cuDNN autotuning, allocator, torch.compile), as the
+        # CUDA-graph docs ask; then restore the buffers the warm-up advanced.
+        backup = [{n: t.clone() for n, t in slot.params.items()} for slot in self.slots]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        streams = [torch.cuda.Stream() for _ in self.slots[1:]]
+        # thread_local: CUDA calls of other threads (the DataLoader's pin-memory thread)
+        # must not invalidate the capture; autograd's backward runs on the forward's stream.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            origin = torch.cuda.current_stream()
+            self.slots[0].step()
+            for slot, stream in zip(self.slots[1:], streams):    # fork: one branch per task
+                stream.wait_stream(origin)
+                with torch.cuda.stream(stream):
+                    slot.step()
+            for stream in streams:                               # join before the graph ends
+                origin.wait_stream(stream)
+        for slot, saved in zip(self.slots, backup):
+            for n, t in saved.items():
+                slot.params[n].copy_(t)
+        return graph
+
+    @torch.no_grad()
+    def run(self, tasks, steps):
+        """tasks: [(theta0, masks, x, y)] (as many as slots) -> [(theta_T, sums)]."""
+        for slot, task in zip(self.slots, tasks):
+            slot.load(*task)
         for _ in range(steps):
             if self.graph is not None:
                 self.graph.replay()
             else:
                 self.step()
-        # Clones: the buffers are overwritten by the next task.
-        params = {n: t.clone() for n, t in self.params.items()}
-        if self.sums is None:
-            return params, None
-        sums = {n: [a.clone() for a in acc] for n, acc in self.sums.items()}
-        return params, sums
+        return [slot.results() for slot in self.slots]
 
 
 class InnerStepGraphs:
-    """One ``_StaticStep`` per (support shape, query-free) signature; see module docstring."""
+    """One ``_StaticSteps`` per signature (shapes, tasks in flight); see module docstring."""
 
-    def __init__(self, engine, use_cuda_graphs=True):
+    def __init__(self, engine, use_cuda_graphs=True, task_streams=1):
         self.engine = engine
         self.use_cuda_graphs = use_cuda_graphs
+        self.task_streams = task_streams
         self.steps = {}
         self.failed = False
 
-    def key(self, masks, x, y, need_sums):
+    def key(self, masks, x, y, need_sums, n_tasks):
         return (tuple(x.shape), x.dtype, x.device, tuple(y.shape), x.stride(),
-                tuple(sorted(masks)), need_sums)
+                tuple(sorted(masks)), need_sums, n_tasks)
 
-    def inner_loop(self, theta0, masks, x, y, steps, need_sums=True):
-        key = self.key(masks, x, y, need_sums)
-        static = self.steps.get(key)
-        if static is None:
-            use_graphs = self.use_cuda_graphs and x.is_cuda and not self.failed
-            try:
-                static = _StaticStep(self.engine, theta0, masks, x, y, use_graphs, need_sums)
-            except RuntimeError as err:     # capture is best effort: fall back to eager
-                warnings.warn(f"CUDA-graph capture failed for support shape {tuple(x.shape)} "
-                              f"({err}); using eager inner steps from now on")
-                self.failed = True
-                static = _StaticStep(self.engine, theta0, masks, x, y, False, need_sums)
-            self.steps[key] = static
-        return static.run(theta0, masks, x, y, steps)
+    def inner_loops(self, tasks, steps, need_sums=True):
+        """``steps`` inner steps for each of ``tasks`` [(theta0, masks, x, y)], all of one
+        shape, ``task_streams`` at a time. Returns [(theta_T, sums or None)]."""
+        results = []
+        for start in range(0, len(tasks), self.task_streams):
+            group = tasks[start:start + self.task_streams]
+            _, masks, x, y = group[0]
+            key = self.key(masks, x, y, need_sums, len(group))
+            static = self.steps.get(key)
+            if static is None:
+                static = self.steps[key] = self._build(group, x, need_sums)
+            results += static.run(group, steps)
+        return results
+
+    def _build(self, group, x, need_sums):
+        use_graphs = self.use_cuda_graphs and x.is_cuda and not self.failed
+        try:
+            return _StaticSteps(self.engine, group, use_graphs, need_sums)
+        except RuntimeError as err:     # capture is best effort: fall back to eager
+            warnings.warn(f"CUDA-graph capture failed for support shape {tuple(x.shape)} "
+                          f"x {len(group)} tasks ({err}); using eager inner steps from now on")
+            self.failed = True
+            return _StaticSteps(self.engine, group, False, need_sums)

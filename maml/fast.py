@@ -34,15 +34,26 @@ class FastEngine:
 
     name = "fast"
 
-    def __init__(self, model, mask, rule, amp=None, cuda_graphs=False):
+    def __init__(self, model, mask, rule, amp=None, cuda_graphs=False, compile=False,
+                 task_streams=1):
         self.model = model
         self.mask = mask
         self.rule = rule
         self.amp = amp
+        self.grads_fn, self.step_fn, self.query_loss = (
+            self.support_grads, self.step_values, self.loss_and_logits)
+        if compile:
+            # Whole inner step (forward, backward, masked update, sums) in one compiled
+            # graph: inductor fuses BatchNorm/ReLU/pooling and their backward. Static
+            # shapes: one compilation per task shape, then no guards on sizes.
+            self.grads_fn = self.support_grads_traceable
+            self.step_fn = torch.compile(self.step_values, dynamic=False)
+            self.query_loss = torch.compile(self.loss_and_logits, dynamic=False)
         self.graphs = None
         if cuda_graphs:
             from maml.cuda_graphs import InnerStepGraphs
-            self.graphs = InnerStepGraphs(self, use_cuda_graphs=cuda_graphs is True)
+            self.graphs = InnerStepGraphs(self, use_cuda_graphs=cuda_graphs is True,
+                                          task_streams=task_streams)
 
     def autocast(self, device):
         if self.amp is None:
@@ -54,13 +65,26 @@ class FastEngine:
         """Losses in fp32 under bf16 autocast; unchanged otherwise (float64 tests)."""
         return logits.float() if self.amp is not None else logits
 
+    def loss_and_logits(self, params, x, y):
+        """(cross-entropy, logits) of the backbone with ``params`` on (x [N, C, H, W], y [N])."""
+        with self.autocast(x.device):
+            logits = functional_call(self.model, params, (x,))
+        logits = self.full_precision(logits)
+        return F.cross_entropy(logits, y), logits
+
     def support_grads(self, params, x, y):
-        """g = dL_support/d theta for the inner-loop names, at ``params`` (detached)."""
+        """{name: g = dL_support/d theta} for the inner-loop names, at ``params`` (detached)."""
         leaves = {n: params[n].detach().requires_grad_(True) for n in self.rule.names}
-        with torch.enable_grad(), self.autocast(x.device):
-            logits = functional_call(self.model, {**params, **leaves}, (x,))
-            loss = F.cross_entropy(self.full_precision(logits), y)
-        return torch.autograd.grad(loss, list(leaves.values()))
+        with torch.enable_grad():
+            loss, _ = self.loss_and_logits({**params, **leaves}, x, y)
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+
+    def support_grads_traceable(self, params, x, y):
+        """``support_grads`` via torch.func.grad, which torch.compile traces (autograd.grad
+        would break the compiled graph); eagerly it costs more Python, so only compiled."""
+        inner = {n: params[n] for n in self.rule.names}
+        rest = {n: p for n, p in params.items() if n not in inner}
+        return torch.func.grad(lambda i: self.loss_and_logits({**rest, **i}, x, y)[0])(inner)
 
     def start_sums(self, params):
         """Zeroed running sums: [G] per inner-loop name, or [J, P] for weight masks."""
@@ -71,43 +95,65 @@ class FastEngine:
             sums[name] = [zero, torch.ones_like(zero)] if weight else [zero]
         return sums
 
+    def step_values(self, params, sums, masks, x, y):
+        """One inner step as a pure function: ({name: theta_t}, {name: sums}) for the
+        inner-loop names from theta_{t-1} (``params``) and the sums (None: not kept)."""
+        rule, weight = self.rule, self.rule.mask_mode == "weight"
+        grads = self.grads_fn(params, x, y)
+        new_params, new_sums = {}, None if sums is None else {}
+        for name in rule.names:
+            g, m, theta = grads[name], masks.get(name), params[name]
+            if sums is not None:
+                acc = sums[name]
+                if weight and m is not None:
+                    new_sums[name] = [acc[0] * m + (theta - rule.step_size * g),   # J
+                                      acc[1] * m]                                  # P
+                else:
+                    new_sums[name] = [acc[0] + g] + acc[1:]                       # G
+            new_params[name] = rule.update(name, theta, g, m)
+        return new_params, new_sums
+
     @torch.no_grad()
     def inner_step_(self, params, sums, masks, x, y, inplace=False):
         """One inner step: theta_{t-1} -> theta_t in ``params``, running sums updated.
 
         ``sums`` None (evaluation) skips the sums. ``inplace`` writes into the existing
-        tensors (static CUDA-graph buffers); otherwise the dict gets new tensors.
+        tensors (static CUDA-graph buffers); otherwise the dicts get new tensors.
         """
-        rule, weight = self.rule, self.rule.mask_mode == "weight"
-        grads = self.support_grads(params, x, y)
-        for name, g in zip(rule.names, grads):
-            m, theta = masks.get(name), params[name]
+        new_params, new_sums = self.step_fn(params, sums, masks, x, y)
+        if not inplace:
+            params.update(new_params)
             if sums is not None:
-                acc = sums[name]
-                if weight and m is not None:
-                    acc[0].mul_(m).add_(theta - rule.step_size * g)          # J
-                    acc[1].mul_(m)                                             # P
-                else:
-                    acc[0].add_(g)                                             # G
-            if inplace:
-                theta.copy_(rule.update(name, theta, g, m))
-            else:
-                params[name] = rule.update(name, theta, g, m)
+                sums.update(new_sums)
+            return
+        for name, value in new_params.items():
+            params[name].copy_(value)
+        for name, acc in (new_sums or {}).items():
+            for buffer, value in zip(sums[name], acc):
+                buffer.copy_(value)
 
     @torch.no_grad()
-    def inner_loop(self, theta0, masks, x, y, steps, need_sums=True):
-        """Run ``steps`` detached inner steps from theta0 ({name: tensor}, no graph).
+    def inner_loops(self, tasks, steps, need_sums=True):
+        """Adapt each task [(theta0, masks, x_support, y_support)] (detached tensors) with
+        ``steps`` inner steps (an int, or one per task).
 
-        Returns (theta_T, sums): sums[name] holds G (or J and P for weight masks); None
-        when ``need_sums`` is False (evaluation).
+        Returns [(theta_T, sums)] per task: sums[name] holds G (or J and P for weight
+        masks); None when ``need_sums`` is False (evaluation).
         """
-        if self.graphs is not None:
-            return self.graphs.inner_loop(theta0, masks, x, y, steps, need_sums)
-        params = dict(theta0)
-        sums = self.start_sums(params) if need_sums else None
-        for _ in range(steps):
-            self.inner_step_(params, sums, masks, x, y)
-        return params, sums
+        steps = [steps] * len(tasks) if isinstance(steps, int) else list(steps)
+        if self.graphs is not None and len(set(steps)) == 1:
+            return self.graphs.inner_loops(tasks, steps[0], need_sums)
+        if self.graphs is not None:     # --gradient_step_sampling: one task at a time
+            return [self.graphs.inner_loops([task], n, need_sums)[0]
+                    for task, n in zip(tasks, steps)]
+        results = []
+        for (theta0, masks, x, y), n_steps in zip(tasks, steps):
+            params = dict(theta0)
+            sums = self.start_sums(params) if need_sums else None
+            for _ in range(n_steps):
+                self.inner_step_(params, sums, masks, x, y)
+            results.append((params, sums))
+        return results
 
     def closed_form(self, name, d, masks, sums):
         """(dL/d theta_0, dL/dm or None) for one inner-loop parameter from d = dL/d theta_T."""
@@ -124,46 +170,68 @@ class FastEngine:
 
     def query(self, params, x, y, need_grad):
         leaves = {n: p.detach().requires_grad_(need_grad) for n, p in params.items()}
-        with torch.set_grad_enabled(need_grad), self.autocast(x.device):
-            logits = self.full_precision(functional_call(self.model, leaves, (x,)))
-            loss = F.cross_entropy(logits, y)
+        with torch.set_grad_enabled(need_grad):
+            loss, logits = self.query_loss(leaves, x, y)
         grads = torch.autograd.grad(loss, list(leaves.values())) if need_grad else None
         return loss.detach(), accuracy(logits.detach(), y), grads
 
-    def train_tasks(self, tasks, steps):
-        """Same contract as ``ReferenceEngine.train_tasks``: grads into theta.grad, phi.grad."""
-        theta = dict(self.model.named_parameters())
-        total_loss, accuracies = 0.0, []
-        for (xs, ys, xq, yq), n_steps in zip(tasks, steps):
+    def draws(self, n_tasks, theta):
+        """[(masks, theta0)] per task: m(phi) and theta_0, with their graph to theta and
+        phi. One shared draw unless the mask is stochastic (PLUS: fresh noise per task)."""
+        stochastic = getattr(self.mask, "mask_plus", None) is not None
+        draws = []
+        for _ in range(n_tasks if stochastic else 1):
             masks = self.mask() if self.mask is not None else {}
-            theta0 = self.rule.initial(theta, masks)                # graph to theta, phi
-            detached = {n: t.detach() for n, t in theta0.items()}
-            m_detached = {n: m.detach() for n, m in masks.items()}
-            params, sums = self.inner_loop(detached, m_detached, xs, ys, n_steps)
-            loss, acc, d_theta_T = self.query(params, xq, yq, need_grad=True)
-            outputs, grads = [], []
-            inner = set(self.rule.names)
-            for name, d in zip(params, d_theta_T):
-                if name in inner:
-                    d_theta0, d_mask = self.closed_form(name, d, m_detached, sums)
-                    if d_mask is not None:
-                        outputs.append(masks[name])
-                        grads.append(d_mask)
-                else:
-                    d_theta0 = d
-                outputs.append(theta0[name])
-                grads.append(d_theta0)
-            torch.autograd.backward(outputs, grads)
-            total_loss = total_loss + loss
-            accuracies.append(acc)
-        return total_loss, accuracies
+            draws.append((masks, self.rule.initial(theta, masks)))
+        return draws if stochastic else draws * n_tasks
 
-    def eval_task(self, task, steps):
-        xs, ys, xq, yq = task
+    def train_tasks(self, tasks, steps):
+        """Same contract as ``ReferenceEngine.train_tasks``: grads into theta.grad, phi.grad.
+
+        Tasks that share m(phi) and theta_0 (all but PLUS) have their closed-form
+        gradients summed first, then carried through m(phi) and theta_0 by one backward.
+        """
+        draws = self.draws(len(tasks), dict(self.model.named_parameters()))
+        detached = [({n: m.detach() for n, m in masks.items()},
+                     {n: t.detach() for n, t in theta0.items()}) for masks, theta0 in draws]
+        adapted = self.inner_loops([(theta0, masks, xs, ys) for (masks, theta0), (xs, ys, _, _)
+                                    in zip(detached, tasks)], steps)
+        inner = set(self.rule.names)
+        totals = {}         # id(draw) -> (draw, {name: dL/dm}, {name: dL/d theta_0})
+        losses, accuracies = [], []
+        for (_, _, xq, yq), (params, sums), draw, (m_detached, _) in zip(
+                tasks, adapted, draws, detached):
+            loss, acc, d_theta_T = self.query(params, xq, yq, need_grad=True)
+            _, d_masks, d_theta0 = totals.setdefault(id(draw), (draw, {}, {}))
+            for name, d in zip(params, d_theta_T):
+                d_mask = None
+                if name in inner:
+                    d, d_mask = self.closed_form(name, d, m_detached, sums)
+                _accumulate(d_theta0, name, d)
+                if d_mask is not None:
+                    _accumulate(d_masks, name, d_mask)
+            losses.append(loss)
+            accuracies.append(acc)
+        outputs, grads = [], []
+        for (masks, theta0), d_masks, d_theta0 in totals.values():
+            outputs += [masks[n] for n in d_masks] + [theta0[n] for n in d_theta0]
+            grads += list(d_masks.values()) + list(d_theta0.values())
+        torch.autograd.backward(outputs, grads)
+        return torch.stack(losses).sum(), accuracies
+
+    def eval_tasks(self, tasks, steps):
+        """Adapt to each task [(x_s, y_s, x_q, y_q)] and return (query losses [B],
+        accuracies [B]) as device tensors; no parameter changes, no host sync."""
         with torch.no_grad():
-            masks = self.mask() if self.mask is not None else {}
             theta = {n: p.detach() for n, p in self.model.named_parameters()}
-            theta0 = self.rule.initial(theta, masks)
-        params, _ = self.inner_loop(theta0, masks, xs, ys, steps, need_sums=False)
-        loss, acc, _ = self.query(params, xq, yq, need_grad=False)
-        return loss, acc
+            draws = self.draws(len(tasks), theta)
+        adapted = self.inner_loops([(theta0, masks, xs, ys) for (masks, theta0), (xs, ys, _, _)
+                                    in zip(draws, tasks)], steps, need_sums=False)
+        results = [self.query(params, xq, yq, need_grad=False)[:2]
+                   for (_, _, xq, yq), (params, _) in zip(tasks, adapted)]
+        return (torch.stack([loss for loss, _ in results]),
+                torch.stack([acc for _, acc in results]))
+
+
+def _accumulate(totals, name, value):
+    totals[name] = value if name not in totals else totals[name] + value

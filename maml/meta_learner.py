@@ -113,10 +113,8 @@ class MetaLearner:
         """Per-task (query losses, accuracies) as device tensors: no host sync, so an
         evaluation loop keeps many tasks in flight and synchronises once at its end."""
         self.model.train()     # BatchNorm uses batch statistics at test time too
-        results = [self.engine.eval_task(task, self.gradient_steps_test)
-                   for task in self.tasks(batch)]
-        return (torch.stack([r[0] for r in results]).float(),
-                torch.stack([r[1] for r in results]).float())
+        losses, accuracies = self.engine.eval_tasks(self.tasks(batch), self.gradient_steps_test)
+        return losses.float(), accuracies.float()
 
     def evaluate(self, batch):
         """Adapt to every task of the batch; {"accuracies": [per task], "accuracy", "loss"}."""

@@ -62,3 +62,9 @@ class ReferenceEngine:
         with torch.no_grad():
             logits = functional_call(self.model, params, (xq,))
             return F.cross_entropy(logits, yq), accuracy(logits, yq)
+
+    def eval_tasks(self, tasks, steps):
+        """(query losses [B], accuracies [B]) as device tensors, one task at a time."""
+        results = [self.eval_task(task, steps) for task in tasks]
+        return (torch.stack([loss for loss, _ in results]),
+                torch.stack([acc for _, acc in results]))

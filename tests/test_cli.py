@@ -135,6 +135,8 @@ def test_flags_without_method_are_named_like_the_preset(method):
     ["--gradient_mask_plus"],
     ["--anil", "--boil"],
     ["--second_order", "--engine", "fast"],
+    ["--engine", "reference", "--compile"], ["--second_order", "--task_streams", "2"],
+    ["--task_streams", "0"], ["--sampler", "device", "--data_aug"], ["--sampler", "gpu"],
     ["--epochs", "0"], ["--epochs", "-3"], ["--batch_size", "0"], ["--lr", "0"],
     ["--lr", "-0.1"], ["--mask_lr", "0"], ["--step_size", "0"], ["--gradient_steps", "0"],
     ["--batches_train", "0"], ["--num_ways", "0"], ["--num_workers", "-1"],

@@ -104,6 +104,13 @@ def get_parser():
                    help="channels-last memory format (faster convolutions on GPUs)" + D)
     g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=True,
                    help="replay inner steps from captured CUDA graphs (fast engine, CUDA)" + D)
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the inner step and the query forward (fast engine; "
+                        "compiles ~30-60 s per task shape at start)" + D)
+    g.add_argument("--task_streams", type=pi, default=1,
+                   help="tasks of a batch adapted concurrently, one CUDA stream each, "
+                        "inside one captured graph (fast engine, CUDA graphs; more memory)"
+                        + D)
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", type=_choice(DATASETS), default="MiniImagenet",
@@ -115,6 +122,10 @@ def get_parser():
     g.add_argument("--cache_images", action="store_true",
                    help="keep transformed images in memory after first use (much faster "
                         "small-image runs; use with --num_workers 0, not with --data_aug)" + D)
+    g.add_argument("--sampler", choices=("torchmeta", "device"), default="torchmeta",
+                   help="torchmeta: its DataLoader with --num_workers processes; device: "
+                        "every image of a split held on the device and tasks drawn there "
+                        "(same task distribution, no workers; not with --data_aug)" + D)
     g.add_argument("--data_aug", action="store_true",
                    help="MiniImagenet training augmentation: crop, color jitter, flip" + D)
     g.add_argument("--num_shots_train", type=pi, default=5,
@@ -246,6 +257,12 @@ def check_consistency(args, parser):
         (args.momentum < 0, "--momentum must be >= 0"),
         (args.cache_images and args.data_aug,
          "--cache_images would freeze the random --data_aug transforms; use one of them"),
+        (args.sampler == "device" and args.data_aug,
+         "--sampler device stores transformed images once, which would freeze the random "
+         "--data_aug transforms; use one of them"),
+        ((args.engine == "reference" or args.second_order)
+         and (args.compile or args.task_streams > 1),
+         "--compile and --task_streams need the fast engine (first order)"),
     ]
     for broken, message in rules:
         if broken:

@@ -208,16 +208,22 @@ def task_loader(dataset, batch_size, num_workers, pin_memory):
                                worker_init_fn=_ignore_sigint if num_workers else None)
 
 
-def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None):
-    """{split: BatchMetaDataLoader} for the run's dataset (``dataset`` overrides it)."""
+def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None, device="cpu"):
+    """{split: task loader} for the run's dataset (``dataset`` overrides it): torchmeta's
+    BatchMetaDataLoader, or with ``--sampler device`` a DeviceTaskLoader on ``device``."""
     name = dataset or args.dataset
+    on_device = getattr(args, "sampler", "torchmeta") == "device"
     loaders = {}
     for split in splits:
         ds = meta_dataset(name, split, args.data_folder, args.num_ways, args.num_shots_train,
                           args.num_shots_test, args.data_aug, args.download)
+        batch = args.batch_size if split == "train" else args.test_batch_size
+        if on_device:
+            from utils.device_sampler import DeviceTaskLoader
+            loaders[split] = DeviceTaskLoader(ds, batch, device)
+            continue
         if getattr(args, "cache_images", False):
             from utils.image_cache import with_image_cache
             ds = with_image_cache(ds)
-        batch = args.batch_size if split == "train" else args.test_batch_size
         loaders[split] = task_loader(ds, batch, args.num_workers, pin_memory)
     return loaders

@@ -26,9 +26,23 @@ def grads(learner):
     return [p.grad.clone() for p in params]
 
 
+def run_both(learners, b):
+    """Gradients and evaluation accuracies of each learner on batch ``b``, from one seed
+    (PLUS draws its mask noise from the global generator)."""
+    results = []
+    for learner in learners:
+        torch.manual_seed(7)
+        learner.zero_grad()
+        learner.engine.train_tasks(learner.tasks(b), [3] * len(b["train"][0]))
+        results.append(grads(learner) + [torch.tensor(learner.evaluate(b)["accuracies"])])
+    return results
+
+
+@pytest.mark.parametrize("task_streams, static_steps", [(1, 4), (2, 6), (3, 6)])
 @pytest.mark.parametrize("flags", [["--method", "sparse-maml"], ["--weight_mask"],
-                                   ["--method", "sparse-relu-maml"]])
-def test_emulated_graph_replay_matches_eager_fast_engine(flags):
+                                   ["--method", "sparse-relu-maml"],
+                                   ["--gradient_mask", "--gradient_mask_plus"]])
+def test_emulated_graph_replay_matches_eager_fast_engine(flags, task_streams, static_steps):
     argv = ["--dataset", "Strokes", "--hidden_size", "8", "--gradient_steps", "3",
             "--dont_use_cuda", "--seed", "0"] + flags
     torch.manual_seed(0)
@@ -36,20 +50,15 @@ def test_emulated_graph_replay_matches_eager_fast_engine(flags):
     torch.manual_seed(0)
     replayed = train.build(train.parse_args(argv))
     replayed.engine = FastEngine(replayed.model, replayed.mask, replayed.rule,
-                                 cuda_graphs="emulate")
-    # Two batches of one shape (buffers reused across tasks), then another shape.
-    for b in (batch(2, 1, 0), batch(2, 1, 1), batch(1, 2, 2)):
-        results = []
-        for learner in (eager, replayed):
-            learner.zero_grad()
-            learner.engine.train_tasks(learner.tasks(b), [3] * len(b["train"][0]))
-            results.append(grads(learner))
-            accs = learner.evaluate(b)["accuracies"]
-            results.append([torch.tensor(accs)])
-        for a, c in zip(results[0] + results[1], results[2] + results[3]):
+                                 cuda_graphs="emulate", task_streams=task_streams)
+    # Batches of one shape (buffers reused across tasks; 3 tasks split into groups of
+    # task_streams), then another shape.
+    for b in (batch(2, 1, 0), batch(2, 1, 1), batch(3, 1, 3), batch(1, 2, 2)):
+        expected, got = run_both([eager, replayed], b)
+        for a, c in zip(expected, got):
             torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-7)
-    # one static step per (support shape, with/without running sums for training/eval)
-    assert len(replayed.engine.graphs.steps) == 4
+    # one static group per (support shape, tasks in flight, training or evaluation)
+    assert len(replayed.engine.graphs.steps) == static_steps
 
 
 def test_channels_last_trains_and_evaluates():
