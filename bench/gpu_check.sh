@@ -6,11 +6,13 @@
 #                  --implementation cp --platform manylinux2014_x86_64 -d .whl torchmeta==1.8.0 ordered-set
 #   device run:  bash bench/gpu_check.sh PART      (carry: [".whl"]; one PART per call)
 #
-# PART: tests     the CUDA tests (graph capture, task streams, compile, bf16), ~3 min
+# PART, in order of priority (a 15-minute device budget holds about the first three):
+#       tests     the CUDA tests (graph capture, task streams, compile, bf16), ~3 min
 #       convnet   bench/meta_step.py, ConvNet 5-way 5-shot, all variants, ~4 min
 #       resnet12  the same for ResNet-12, ~4 min
 #       train     2 short Strokes trainings on the GPU (eager vs all options, device sampler)
 # Everything lands in $OUT (the device tool's folder that comes back), else bench/results.
+# Exit status: non-zero when a part failed, or when a CUDA-graph capture fell back to eager.
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
@@ -20,24 +22,37 @@ if ls .whl/*.whl >/dev/null 2>&1; then
         && export PYTHONPATH=/tmp/site:${PYTHONPATH:-} || exit 1
 fi
 export PYTHONPATH=.:${PYTHONPATH:-}
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
 day=$(date +%F)
+log="$OUT/${day}_gpu_${1:-tests}.log"
+status=0
 case "${1:-tests}" in
   tests)
-    timeout 400 python3 -m pytest -q -p no:cacheprovider tests/maml/test_cuda.py 2>&1 \
-        | tee "$OUT/${day}_cuda_tests.log" ;;
+    timeout 400 python3 -m pytest -q -p no:cacheprovider -W always tests/maml/test_cuda.py 2>&1 \
+        | tee "$log"
+    status=${PIPESTATUS[0]} ;;
   convnet|resnet12)
     timeout 500 python3 bench/meta_step.py --device cuda --backbones "$1" --shots 5 \
-        --rounds 2 --repeats 5 --out "$OUT/${day}_h200_$1.jsonl" ;;
+        --rounds 2 --repeats 5 --out "$OUT/${day}_h200_$1.jsonl" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]} ;;
   train)
+    i=0
     for opts in "--no-cuda_graphs --num_workers 4" \
                 "--amp bf16 --channels_last --compile --task_streams 4 --sampler device"; do
+        i=$((i + 1))
         rm -rf /tmp/gpu_train
+        echo "== train.py $opts" | tee -a "$log"
         # shellcheck disable=SC2086
         timeout 240 python3 train.py --config configs/demo_strokes.json --epochs 3 \
             --batches_train 50 --batches_val 25 --batches_test 25 --test_batch_size 4 \
-            --out_dir /tmp/gpu_train $opts 2>&1 | tail -4 | tee -a "$OUT/${day}_gpu_train.log"
-        cp /tmp/gpu_train/results.json "$OUT/${day}_gpu_train_$(echo $opts | tr -dc 'a-z0-9_').json"
+            --out_dir /tmp/gpu_train $opts 2>&1 | tee -a "$log" | tail -3
+        code=${PIPESTATUS[0]}
+        [ "$code" -eq 0 ] || status=$code
+        cp /tmp/gpu_train/results.json "$OUT/${day}_gpu_train_$i.json" 2>/dev/null || status=1
     done ;;
   *) echo "unknown part $1"; exit 2 ;;
 esac
+if grep -q "CUDA-graph capture failed" "$log"; then
+    echo "a CUDA-graph capture fell back to eager steps (see $log)"; status=1
+fi
+exit "$status"

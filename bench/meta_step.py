@@ -93,20 +93,37 @@ def timed(fn, repeats, device, warmup=2):
 
 def peak_memory_mb(argv, batch, phase):
     """Peak CUDA memory (MiB) one learner of ``argv`` needs for ``phase`` on ``batch``,
-    alone on the device: its parameters, optimizer state, static buffers and activations."""
+    alone on the device: (allocated, reserved). Reserved counts the CUDA-graph private
+    pools (one set of activations per task stream), which allocated does not."""
     import gc
     gc.collect()
     torch.cuda.empty_cache()
-    base = torch.cuda.memory_allocated()
+    base_allocated, base_reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
     torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     learner = build(parse_args(argv))
     for _ in range(3):
         learner.step(batch) if phase == "train" else learner.evaluate(batch)
     torch.cuda.synchronize()
-    peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    peaks = (torch.cuda.max_memory_allocated() - base_allocated,
+             torch.cuda.max_memory_reserved() - base_reserved)
     del learner
-    return peak
+    return tuple(round(p / 2 ** 20, 1) for p in peaks)
+
+
+def measure(learners, batches, repeats, rounds, device, warmup):
+    """{(variant, phase): best tasks/s}: variants in turns, ``rounds`` rounds each, so a
+    noisy neighbour on the machine slows one round, not one variant."""
+    best = {}
+    for round_ in range(rounds):
+        for name, learner in learners.items():
+            for phase, b in batches.items():
+                fn = ((lambda: learner.step(b)) if phase == "train"
+                      else (lambda: learner.evaluate(b)))
+                seconds = timed(fn, repeats, device, warmup if round_ == 0 else 0)
+                rate = repeats * len(b["train"][0]) / seconds
+                best[(name, phase)] = max(rate, best.get((name, phase), 0.0))
+    return best
 
 
 def gradients(learner, batch):
@@ -154,11 +171,13 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True    # the original ran with TF32 convs
         torch.backends.cudnn.allow_tf32 = True
-    lines = []
 
     def emit(row):
+        # Written as measured: a run stopped by a timeout keeps every finished row.
         print(json.dumps(row), flush=True)
-        lines.append(row)
+        if opts.out:
+            with open(opts.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
     emit({"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
                    "device": (torch.cuda.get_device_name() if opts.device == "cuda"
@@ -178,31 +197,21 @@ def main(argv=None):
                                          opts.device, seed=1)
             emit({"backbone": backbone, "shots": shots, "check": "meta-gradient agreement",
                   "max_rel_diff": agreement(argv_, batch)})
-            # Engines run in turns, several rounds each; the best round counts, so a
-            # noisy neighbour on the machine slows one round, not one engine.
             learners = {}
             for name in names:
                 torch.manual_seed(0)
                 learners[name] = build(parse_args(argv_ + variant_flags(name, opts.task_streams)))
-            best = {}
-            for round_ in range(opts.rounds):
-                for name, learner in learners.items():
-                    for phase, b in (("train", batch), ("eval", eval_batch)):
-                        fn = ((lambda: learner.step(b)) if phase == "train"
-                              else (lambda: learner.evaluate(b)))
-                        seconds = timed(fn, repeats, opts.device,
-                                        (1 if opts.quick else 2) if round_ == 0 else 0)
-                        rate = repeats * len(b["train"][0]) / seconds
-                        best[(name, phase)] = max(rate, best.get((name, phase), 0.0))
-            del learners
+            best = measure(learners, {"train": batch, "eval": eval_batch}, repeats, opts.rounds,
+                           opts.device, 1 if opts.quick else 2)
+            del learners        # the memory measurements below need the device to themselves
             for (name, phase), rate in best.items():
-                peak = None
+                peak = (None, None)
                 if opts.device == "cuda":
                     peak = peak_memory_mb(argv_ + variant_flags(name, opts.task_streams),
                                           batch if phase == "train" else eval_batch, phase)
                 emit({"engine": name, "backbone": backbone, "shots": shots, "phase": phase,
-                      "tasks_per_s": round(rate, 3),
-                      "peak_mem_mb": None if peak is None else round(peak, 1),
+                      "tasks_per_s": round(rate, 3), "peak_mem_mb": peak[0],
+                      "peak_reserved_mb": peak[1],
                       "device": opts.device, "inner_steps": opts.steps,
                       "tasks_per_batch": probe.batch_size if phase == "train" else eval_tasks,
                       "rounds": opts.rounds})
@@ -210,10 +219,6 @@ def main(argv=None):
                 for phase in ("train", "eval"):
                     emit({"backbone": backbone, "shots": shots, "phase": phase, "engine": name,
                           "speedup": round(best[(name, phase)] / best[("reference", phase)], 3)})
-    if opts.out:
-        with open(opts.out, "a") as f:
-            for row in lines:
-                f.write(json.dumps(row) + "\n")
     return 0
 
 

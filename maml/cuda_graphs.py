@@ -60,15 +60,15 @@ class _Slot:
 class _StaticSteps:
     """Slots of one shape and the captured (or eager) step that advances all of them."""
 
-    def __init__(self, engine, tasks, use_cuda_graphs, need_sums=True):
+    def __init__(self, engine, tasks, use_cuda_graphs, need_sums=True, streams=()):
         self.slots = [_Slot(engine, *task, need_sums) for task in tasks]
-        self.graph = self._capture() if use_cuda_graphs else None
+        self.graph = self._capture(streams) if use_cuda_graphs else None
 
     def step(self):
         for slot in self.slots:
             slot.step()
 
-    def _capture(self):
+    def _capture(self, streams):
         # Warm up on a side stream (cuDNN autotuning, allocator, torch.compile), as the
         # CUDA-graph docs ask; then restore the buffers the warm-up advanced.
         backup = [{n: t.clone() for n, t in slot.params.items()} for slot in self.slots]
@@ -78,23 +78,39 @@ class _StaticSteps:
             for _ in range(3):
                 self.step()
         torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        streams = [torch.cuda.Stream() for _ in self.slots[1:]]
-        # thread_local: CUDA calls of other threads (the DataLoader's pin-memory thread)
-        # must not invalidate the capture; autograd's backward runs on the forward's stream.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            origin = torch.cuda.current_stream()
-            self.slots[0].step()
-            for slot, stream in zip(self.slots[1:], streams):    # fork: one branch per task
-                stream.wait_stream(origin)
-                with torch.cuda.stream(stream):
-                    slot.step()
-            for stream in streams:                               # join before the graph ends
-                origin.wait_stream(stream)
+        graph, previous = torch.cuda.CUDAGraph(), torch.cuda.current_stream()
+        try:
+            # thread_local: CUDA calls of other threads (the DataLoader's pin-memory
+            # thread) must not invalidate the capture. Autograd's backward runs on the
+            # stream of its forward, so each task's branch stays on its own stream.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self._fork_join(torch.cuda.current_stream(), streams)
+        except Exception as err:
+            # graph.__exit__ can fail before it restores the stream, and then hides the
+            # first error in __context__: restore, and report both.
+            torch.cuda.set_stream(previous)
+            first = f" (first: {err.__context__})" if err.__context__ is not None else ""
+            raise RuntimeError(f"{err}{first}") from err
         for slot, saved in zip(self.slots, backup):
             for n, t in saved.items():
                 slot.params[n].copy_(t)
         return graph
+
+    def _fork_join(self, origin, streams):
+        """Each slot's step on its own stream, all forked from ``origin`` before any
+        work so the branches are independent, and joined back before capture ends."""
+        if len(self.slots) == 1:
+            self.slots[0].step()
+            return
+        for stream in streams:
+            stream.wait_stream(origin)
+        try:
+            for slot, stream in zip(self.slots, streams):
+                with torch.cuda.stream(stream):
+                    slot.step()
+        finally:            # an unjoined stream would make the capture itself fail
+            for stream in streams:
+                origin.wait_stream(stream)
 
     @torch.no_grad()
     def run(self, tasks, steps):
@@ -117,6 +133,7 @@ class InnerStepGraphs:
         self.use_cuda_graphs = use_cuda_graphs
         self.task_streams = task_streams
         self.steps = {}
+        self.streams = []
         self.failed = False
 
     def key(self, masks, x, y, need_sums, n_tasks):
@@ -140,9 +157,18 @@ class InnerStepGraphs:
     def _build(self, group, x, need_sums):
         use_graphs = self.use_cuda_graphs and x.is_cuda and not self.failed
         try:
-            return _StaticSteps(self.engine, group, use_graphs, need_sums)
+            return _StaticSteps(self.engine, group, use_graphs, need_sums,
+                                self._streams(len(group)) if use_graphs else ())
         except RuntimeError as err:     # capture is best effort: fall back to eager
             warnings.warn(f"CUDA-graph capture failed for support shape {tuple(x.shape)} "
                           f"x {len(group)} tasks ({err}); using eager inner steps from now on")
             self.failed = True
             return _StaticSteps(self.engine, group, False, need_sums)
+
+    def _streams(self, n):
+        """n streams for the task branches, made once. High priority: they come from
+        another pool than torch.cuda.graph's capture stream, so none can be that stream
+        (which would serialise its branch)."""
+        while len(self.streams) < n:
+            self.streams.append(torch.cuda.Stream(priority=-1))
+        return self.streams[:n]

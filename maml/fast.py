@@ -18,7 +18,9 @@ Identical updates to ``ReferenceEngine`` for every first-order method (tested).
 
 On CUDA the engine can run each inner step from a captured CUDA graph (``cuda_graphs``
 True; "emulate" runs the same static-buffer code eagerly, which is how CPU tests check
-it) and under bf16 autocast (``amp``); theta, phi and the inner updates stay fp32.
+it), with ``task_streams`` tasks adapted concurrently in one graph, and under bf16
+autocast (``amp``); theta, phi and the inner updates stay fp32. ``compile`` runs the
+inner step (a pure function of the parameter dict) through torch.compile.
 """
 import contextlib
 
@@ -46,9 +48,13 @@ class FastEngine:
             # Whole inner step (forward, backward, masked update, sums) in one compiled
             # graph: inductor fuses BatchNorm/ReLU/pooling and their backward. Static
             # shapes: one compilation per task shape, then no guards on sizes.
+            # fullgraph: a graph break would silently run eagerly. Dynamo keeps up to
+            # recompile_limit variants per function for the whole process (engines,
+            # shapes, train/eval), then silently runs eagerly: allow more.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self.grads_fn = self.support_grads_traceable
-            self.step_fn = torch.compile(self.step_values, dynamic=False)
-            self.query_loss = torch.compile(self.loss_and_logits, dynamic=False)
+            self.step_fn = torch.compile(self.step_values, dynamic=False, fullgraph=True)
+            self.query_loss = torch.compile(self.loss_and_logits, dynamic=False, fullgraph=True)
         self.graphs = None
         if cuda_graphs:
             from maml.cuda_graphs import InnerStepGraphs

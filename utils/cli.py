@@ -109,8 +109,9 @@ def get_parser():
                         "compiles ~30-60 s per task shape at start)" + D)
     g.add_argument("--task_streams", type=pi, default=1,
                    help="tasks of a batch adapted concurrently, one CUDA stream each, "
-                        "inside one captured graph (fast engine, CUDA graphs; more memory)"
-                        + D)
+                        "inside one captured graph (fast engine with CUDA graphs; more "
+                        "memory; no effect on CPU, nor on training steps with "
+                        "--gradient_step_sampling)" + D)
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", type=_choice(DATASETS), default="MiniImagenet",
@@ -125,7 +126,8 @@ def get_parser():
     g.add_argument("--sampler", choices=("torchmeta", "device"), default="torchmeta",
                    help="torchmeta: its DataLoader with --num_workers processes; device: "
                         "every image of a split held on the device and tasks drawn there "
-                        "(same task distribution, no workers; not with --data_aug)" + D)
+                        "(same task distribution, no workers, so --num_workers is unused; "
+                        "not with --data_aug)" + D)
     g.add_argument("--data_aug", action="store_true",
                    help="MiniImagenet training augmentation: crop, color jitter, flip" + D)
     g.add_argument("--num_shots_train", type=pi, default=5,
@@ -257,6 +259,11 @@ def check_consistency(args, parser):
         (args.momentum < 0, "--momentum must be >= 0"),
         (args.cache_images and args.data_aug,
          "--cache_images would freeze the random --data_aug transforms; use one of them"),
+        (args.task_streams > 1 and not args.cuda_graphs,
+         "--task_streams runs tasks concurrently inside captured CUDA graphs; it needs "
+         "--cuda_graphs"),
+        (args.sampler == "device" and args.cache_images,
+         "--cache_images has no effect with --sampler device, which stores every image"),
         (args.sampler == "device" and args.data_aug,
          "--sampler device stores transformed images once, which would freeze the random "
          "--data_aug transforms; use one of them"),

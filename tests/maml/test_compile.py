@@ -45,4 +45,6 @@ def test_compiled_inner_step_matches_eager(flags):
             results.append([loss] + [p.grad for p in params] + [losses, accs])
         for expected, got in zip(*results):
             torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
-    assert learners[1].engine.step_fn is not learners[1].engine.step_values     # compiled
+    # dynamo compiled whole graphs (fullgraph=True raises on a graph break instead of
+    # running eagerly); later tests may reuse the first test's compiled entries
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
