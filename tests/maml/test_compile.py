@@ -48,3 +48,12 @@ def test_compiled_inner_step_matches_eager(flags):
     # dynamo compiled whole graphs (fullgraph=True raises on a graph break instead of
     # running eagerly); later tests may reuse the first test's compiled entries
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
+
+
+@pytest.mark.parametrize("flags, compiled", [([], False), (["--compile"], True)])
+def test_compile_flag_reaches_the_engine(flags, compiled):
+    learner = train.build(train.parse_args(["--dataset", "Strokes", "--hidden_size", "4",
+                                            "--dont_use_cuda"] + flags))
+    engine = learner.engine
+    assert (engine.grads_fn == engine.support_grads_traceable) == compiled
+    assert (engine.step_fn == engine.step_values) != compiled
