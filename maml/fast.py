@@ -50,8 +50,11 @@ class FastEngine:
             # shapes: one compilation per task shape, then no guards on sizes.
             # fullgraph: a graph break would silently run eagerly. Dynamo keeps up to
             # recompile_limit variants per function for the whole process (engines,
-            # shapes, train/eval), then silently runs eagerly: allow more.
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            # shapes, train/eval), then silently runs eagerly: allow more (the setting is
+            # cache_size_limit before torch 2.6).
+            config = torch._dynamo.config
+            limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+            setattr(config, limit, max(getattr(config, limit), 64))
             self.grads_fn = self.support_grads_traceable
             self.step_fn = torch.compile(self.step_values, dynamic=False, fullgraph=True)
             self.query_loss = torch.compile(self.loss_and_logits, dynamic=False, fullgraph=True)
