@@ -69,7 +69,9 @@ def flags(backbone, shots, opts, device):
                                "--gradient_steps", str(opts.steps),
                                "--gradient_steps_test", str(opts.steps), "--seed", "0"]
     if opts.quick:
-        base += ["--dataset", "Strokes"] + (["--hidden_size", "32"] if backbone == "convnet" else [])
+        base += ["--dataset", "Strokes"]
+        if backbone == "convnet":
+            base += ["--hidden_size", "32"]
     if device == "cpu":
         base.append("--dont_use_cuda")
     return base
@@ -128,7 +130,8 @@ def measure(learners, batches, repeats, rounds, device, warmup):
 
 def gradients(learner, batch):
     learner.zero_grad()
-    learner.engine.train_tasks(learner.tasks(batch), [learner.gradient_steps] * len(batch["train"][0]))
+    tasks = learner.tasks(batch)
+    learner.engine.train_tasks(tasks, [learner.gradient_steps] * len(tasks))
     params = list(learner.model.parameters()) + list(learner.mask.parameters())
     return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
 
