@@ -46,11 +46,15 @@ class Sweep:
                      for p in self.points for s in self.seeds]
 
     @property
-    def id_keys(self):
-        """Every flag that appears in some point's id, in order (results.csv columns)."""
+    def varying_keys(self):
+        """The flags of the ids, then any other flag whose value differs between points
+        (set by a condition), in order: the flag columns of results.csv."""
         keys = []
         for p in self.points:
             keys += [k for k in p.keys if k not in keys]
+        for p in self.points:
+            keys += [k for k in p.flags if k not in keys and len(
+                {canonical(q.flags.get(k)) for q in self.points}) > 1]
         return keys
 
     def shown_dir(self, run):

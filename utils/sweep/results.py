@@ -1,6 +1,6 @@
 """Collect a sweep: the status table, ROOT/results.csv and the per-point summary.
 
-results.csv has one row per run (point id, every flag of the ids, seed, status, test
+results.csv has one row per run (point id, every flag that varies, seed, status, test
 accuracy and its 95% CI over test tasks, mean mask sparsity, wall-clock, best epoch,
 run folder; accuracies and sparsities as fractions, as in results.json). The summary
 (ROOT/summary.csv, ROOT/summary.md, also printed) gives per point the mean test accuracy
@@ -43,7 +43,7 @@ def run_rows(sweep, states):
         status = states[run.dir]
         results = read_results(run.dir) if status == DONE else {}
         row = {"point": run.point.id}
-        row.update({k: _flag_value(run.point, k) for k in sweep.id_keys})
+        row.update({k: _flag_value(run.point, k) for k in sweep.varying_keys})
         row.update(seed=run.seed, status=status)
         row.update({m: results.get(m) for m in METRICS})
         row["run_dir"] = run.dir
@@ -73,7 +73,7 @@ def point_summaries(sweep, rows):
         if done:
             acc, ci = mean_ci([r["test_accuracy"] for r in done], done[0]["test_ci95"])
         summary = {"point": point.id}
-        summary.update({k: _flag_value(point, k) for k in sweep.id_keys})
+        summary.update({k: _flag_value(point, k) for k in sweep.varying_keys})
         summary.update(seeds_done=len(done), seeds=len(mine), test_accuracy=acc,
                        test_ci95=ci, mean_sparsity=_mean(r["mean_sparsity"] for r in done),
                        wall_clock_s=_mean(r["wall_clock_s"] for r in done))

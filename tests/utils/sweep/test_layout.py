@@ -19,7 +19,15 @@ def test_runs_are_points_times_seeds(tmp_path):
     assert [r.label for r in sweep.runs] == ["lr=0.1/seed0", "lr=0.1/seed1",
                                              "lr=0.2/seed0", "lr=0.2/seed1"]
     assert sweep.runs[1].dir == str(tmp_path / "root" / "lr=0.1" / "seed1")
-    assert sweep.id_keys == ["lr"]
+    assert sweep.varying_keys == ["lr"]
+
+
+def test_flags_a_condition_sets_are_varying_columns(tmp_path):
+    grid = {"flags": {"epochs": 2}, "grid": {"lr": [0.1, 0.2]},
+            "conditions": [[{"lr": [0.2]}, {"step_size": [0.5]}]]}
+    sweep = sweep_of(tmp_path, grid)
+    assert [p.id for p in sweep.points] == ["lr=0.1", "lr=0.2"]
+    assert sweep.varying_keys == ["lr", "step_size"]
 
 
 def test_fresh_then_resume_command(tmp_path):
