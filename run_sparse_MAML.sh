@@ -17,7 +17,7 @@
 #   --quick       the CPU smoke configs of configs/quick/ (Strokes, seconds each)
 #   --executor E  local (default): runs on this machine, --slots at a time;
 #                 slurm: one sbatch job array over the runs still to do
-#   --slots K     local: runs at once (default: one per visible GPU, 1 without a GPU);
+#   --slots K     local: runs at once, one per GPU (default 1: one run after the other);
 #                 slurm: array tasks at once (default: no limit)
 #   --partition P, --gres G, --gpus G, --cpus N, --mem M, --time T, --account A, --qos Q,
 #   --sbatch_extra LINE, --setup SHELL, --requeue
@@ -70,7 +70,7 @@ usage() {   # the comment block at the top of this file
 }
 die() { echo "run_sparse_MAML.sh: $*" >&2; exit 2; }
 
-seeds=1 out="" dry_run=0 list=0 original=0 quick=0
+seeds=1 out="" dry_run=0 list=0 original=0 quick=0 executor=local slots=""
 cells=() extra=() sweep_opts=()
 while (($#)); do
     case "$1" in
@@ -87,9 +87,13 @@ while (($#)); do
         --original) original=1; shift ;;
         --quick) quick=1; shift ;;
         --status|--requeue) sweep_opts+=("$1"); shift ;;
-        --executor|--slots|--partition|--gres|--gpus|--cpus|--mem|--time|--account|--qos|--sbatch_extra|--setup)
+        --executor) (($# >= 2)) || die "--executor needs local or slurm"; executor=$2; shift 2 ;;
+        --executor=*) executor=${1#*=}; shift ;;
+        --slots) (($# >= 2)) || die "--slots needs a number"; slots=$2; shift 2 ;;
+        --slots=*) slots=${1#*=}; shift ;;
+        --partition|--gres|--gpus|--cpus|--mem|--time|--account|--qos|--sbatch_extra|--setup)
                  (($# >= 2)) || die "$1 needs a value"; sweep_opts+=("$1=$2"); shift 2 ;;
-        --executor=*|--slots=*|--partition=*|--gres=*|--gpus=*|--cpus=*|--mem=*|--time=*|--account=*|--qos=*|--sbatch_extra=*|--setup=*)
+        --partition=*|--gres=*|--gpus=*|--cpus=*|--mem=*|--time=*|--account=*|--qos=*|--sbatch_extra=*|--setup=*)
                  sweep_opts+=("$1"); shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
@@ -181,8 +185,10 @@ fi
 # sweep.py needs only the standard library: run it with PYTHON if that is a command.
 sweep_py=$PY
 command -v "$sweep_py" > /dev/null 2>&1 || sweep_py=python3
-cmd=("$sweep_py" sweep.py - --out "$out" --seeds "$seeds" --python "$PY"
-     ${sweep_opts[@]+"${sweep_opts[@]}"})
+# Locally one run after the other unless --slots says otherwise, as this script always did.
+if [ -z "$slots" ] && [ "$executor" = local ]; then slots=1; fi
+cmd=("$sweep_py" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
+     ${slots:+--slots "$slots"} ${sweep_opts[@]+"${sweep_opts[@]}"})
 ((dry_run)) && cmd+=(--dry-run)
 ((${#extra[@]})) && cmd+=(-- "${extra[@]}")
 rc=0

@@ -10,6 +10,7 @@ flag) -> status / dry run / run -> collect ROOT/results.csv and the summary. REA
 130/143 stopped by SIGINT/SIGTERM (rerun the same command to continue).
 """
 import os
+import shlex
 import sys
 
 from utils.sweep import cli, results, slurm
@@ -46,6 +47,7 @@ def collect(sweep):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = cli.parse_args(argv)
     grid = args.grid if args.grid == "-" else os.path.abspath(args.grid)
     root = os.path.abspath(args.out)
@@ -68,7 +70,8 @@ def main(argv=None):
         for run in todo:
             print(sweep.quoted(sweep.command(run)))
         return 0
-    executor = LocalExecutor(sweep, args.slots)
+    rerun = None if args.grid == "-" else shlex.join([sys.executable, sys.argv[0], *argv])
+    executor = LocalExecutor(sweep, args.slots, rerun=rerun)
     print(f"sweep: {len(sweep.runs)} runs in {sweep.root}: "
           f"{len(sweep.runs) - len(todo)} finished or running elsewhere, {len(todo)} to "
           f"run on {executor.describe()}", flush=True)

@@ -27,15 +27,15 @@ def get_parser():
                         "'Running many experiments'), or - to read it from standard input")
 
     g = p.add_argument_group("sweep")
-    g.add_argument("--seeds", type=_positive_int, default=1,
+    g.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
                    help="seeds 0..N-1 per point, passed as --seed" + D)
-    g.add_argument("--out", default=None,
+    g.add_argument("--out", default=None, metavar="ROOT",
                    help="sweep folder ROOT, relative to the current folder; None gives "
                         "runs/sweeps/<grid file name>" + D)
     g.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: train.py processes on this machine; slurm: one sbatch "
                         "job array" + D)
-    g.add_argument("--slots", type=_positive_int, default=None,
+    g.add_argument("--slots", type=_positive_int, default=None, metavar="K",
                    help="local: runs at once (None: one per visible GPU, 1 without a GPU); "
                         "slurm: array tasks at once (None: no limit)" + D)
     g.add_argument("--dry-run", action="store_true",
@@ -46,19 +46,19 @@ def get_parser():
                    help="print the points x seeds table of run states and the summary of "
                         "finished runs (and rewrite ROOT/results.csv, summary.csv/md); "
                         "start nothing" + D)
-    g.add_argument("--python", default=sys.executable,
+    g.add_argument("--python", default=sys.executable, metavar="PY",
                    help="interpreter that runs train.py" + D)
 
     g = p.add_argument_group("slurm executor (sbatch options of the job array)")
-    g.add_argument("--partition", default=None, help="--partition" + D)
+    g.add_argument("--partition", default=None, help="sbatch --partition" + D)
     g.add_argument("--gres", default=None, help="--gres per task, e.g. gpu:1" + D)
     g.add_argument("--gpus", default=None, help="--gpus per task, e.g. 1 or a100:1" + D)
     g.add_argument("--cpus", type=_positive_int, default=None,
                    help="--cpus-per-task; also OMP_NUM_THREADS unless set" + D)
     g.add_argument("--mem", default=None, help="--mem per task, e.g. 32G" + D)
     g.add_argument("--time", default=None, help="--time limit per task, e.g. 8:00:00" + D)
-    g.add_argument("--account", default=None, help="--account" + D)
-    g.add_argument("--qos", default=None, help="--qos" + D)
+    g.add_argument("--account", default=None, help="sbatch --account" + D)
+    g.add_argument("--qos", default=None, help="sbatch --qos" + D)
     g.add_argument("--requeue", action="store_true",
                    help="let Slurm requeue preempted or failed-node tasks (they resume)" + D)
     g.add_argument("--sbatch_extra", action="append", default=[], metavar="LINE",
@@ -79,6 +79,8 @@ def parse_args(argv=None):
         argv, extra = argv[:i], argv[i + 1:]
     parser = get_parser()
     args = parser.parse_args(argv)
+    if args.status and args.dry_run:
+        parser.error("--status and --dry-run exclude each other")
     if args.out is None:
         if args.grid == "-":
             parser.error("a grid read from standard input needs --out")

@@ -39,8 +39,9 @@ def visible_gpus():
 class LocalExecutor:
     """``run(runs)`` starts ``sweep.command(run)`` for each run, ``slots`` at a time."""
 
-    def __init__(self, sweep, slots=None, gpus=None, out=sys.stdout):
-        self.sweep = sweep
+    def __init__(self, sweep, slots=None, gpus=None, out=sys.stdout, rerun=None):
+        """``rerun``: the command line that continues the sweep, shown after a stop."""
+        self.sweep, self.rerun = sweep, rerun
         self.gpus = visible_gpus() if gpus is None else list(gpus)
         self.slots = slots or max(1, len(self.gpus))
         self.out = out
@@ -128,6 +129,7 @@ class LocalExecutor:
             self._say(f"Stopped by {signal.Signals(self.signum).name}: {finished} run(s) "
                       f"finished, {len(runs) - finished - failed - len(pending)} stopped "
                       f"(checkpointed), {len(pending)} not started. Rerun the same command "
-                      "to continue: finished runs are skipped, stopped ones resume.")
+                      "to continue: finished runs are skipped, stopped ones resume"
+                      + (f":\n    {self.rerun}" if self.rerun else "."))
             return 128 + self.signum
         return 1 if failed else 0

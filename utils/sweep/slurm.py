@@ -70,9 +70,9 @@ def render_script(sweep, manifest, options, n_tasks):
     setup = "".join(line + "\n" for line in threads + list(options.setup))
     body = f"""\
 # Written by sweep.py for {sweep.root}: array task i runs line i+1 of the manifest.
-set -uo pipefail
-cd {q(sweep.repo)}
-{setup}manifest={q(manifest)}
+cd {q(sweep.repo)} || exit 1
+{setup}set -uo pipefail
+manifest={q(manifest)}
 IFS=$'\\t' read -r run fresh resume < <(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$manifest")
 if [ -z "${{run:-}}" ]; then
     echo "sweep: no run for array task $SLURM_ARRAY_TASK_ID in $manifest" >&2
