@@ -28,7 +28,7 @@
 #
 # The runs go through sweep.py (the cells are a grid over their config files): rerunning
 # a command skips finished runs and resumes unfinished ones. PYTHON selects the
-# interpreter of train.py (default: python). A failed run does not stop the others; the
+# interpreter of sweep.py and train.py (default: python). A failed run does not stop the others; the
 # script exits 1 if any failed. Ctrl-C stops the runs after they checkpoint; rerun the
 # same command to continue. Summarise with: python -m utils.report ROOT
 set -euo pipefail
@@ -182,12 +182,9 @@ else
     grid="{\"grid\": {\"config\": [$(IFS=,; echo "${values[*]}")]}}"
 fi
 
-# sweep.py needs only the standard library: run it with PYTHON if that is a command.
-sweep_py=$PY
-command -v "$sweep_py" > /dev/null 2>&1 || sweep_py=python3
 # Locally one run after the other unless --slots says otherwise, as this script always did.
 if [ -z "$slots" ] && [ "$executor" = local ]; then slots=1; fi
-cmd=("$sweep_py" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
+cmd=("$PY" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
      ${slots:+--slots "$slots"} ${sweep_opts[@]+"${sweep_opts[@]}"})
 ((dry_run)) && cmd+=(--dry-run)
 ((${#extra[@]})) && cmd+=(-- "${extra[@]}")

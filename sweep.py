@@ -11,6 +11,7 @@ flag) -> status / dry run / run -> collect ROOT/results.csv and the summary. REA
 """
 import os
 import shlex
+import shutil
 import sys
 
 from utils.sweep import cli, results, slurm
@@ -47,7 +48,15 @@ def collect(sweep):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return execute(sys.argv[1:] if argv is None else list(argv))
+    except OSError as err:      # sweep.json or results not writable: disk full, permissions
+        print(f"sweep.py: error: {err.strerror or err}"
+              + (f": {err.filename}" if err.filename else ""), file=sys.stderr)
+        return 1
+
+
+def execute(argv):
     args, extra = cli.parse_args(argv)
     grid = args.grid if args.grid == "-" else os.path.abspath(args.grid)
     root = os.path.abspath(args.out)
@@ -70,6 +79,9 @@ def main(argv=None):
         for run in todo:
             print(sweep.quoted(sweep.command(run)))
         return 0
+    if shutil.which(args.python) is None:
+        print(f"sweep.py: --python {args.python}: no such interpreter", file=sys.stderr)
+        return 2
     rerun = None if args.grid == "-" else shlex.join([sys.executable, sys.argv[0], *argv])
     executor = LocalExecutor(sweep, args.slots, rerun=rerun)
     print(f"sweep: {len(sweep.runs)} runs in {sweep.root}: "

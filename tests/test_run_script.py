@@ -43,7 +43,7 @@ ORIGINAL = [
 
 
 def run(*args, env=None, cwd=REPO):
-    full_env = {**os.environ, "PYTHON": "python", **(env or {})}
+    full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd)
 
@@ -74,7 +74,7 @@ def test_dry_run_prints_one_command_per_cell(tmp_path):
     assert len(cmds) == len(TABLE_CELLS) == 22
     cells = []
     for words in cmds:
-        assert words[:2] == ["python", "train.py"]
+        assert words[:2] == [sys.executable, "train.py"]
         config = value(words, "--config")
         assert (REPO / config).is_file()
         cell = Path(config).stem
@@ -102,11 +102,14 @@ def test_seeds_multiply_the_runs():
 
 def test_extra_flags_are_forwarded_and_quoted(tmp_path):
     root = tmp_path / "a b"
+    python = tmp_path / "py thon"       # an interpreter path with a space
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
     cmds = commands(run("--dry-run", "--out", str(root), "convnet_5shot_maml", "--",
                         "--data_folder", "/data/with space", "--num_workers", "4",
-                        env={"PYTHON": "/opt/py thon"}))
+                        env={"PYTHON": str(python)}))
     (words,) = cmds
-    assert words[0] == "/opt/py thon"
+    assert words[0] == str(python)
     assert words[-4:] == ["--data_folder", "/data/with space", "--num_workers", "4"]
     assert value(words, "--out_dir") == str(root / "convnet_5shot_maml" / "seed0")
 

@@ -5,7 +5,7 @@ every point with train.py's own parser before anything runs, layout.py maps poin
 seeds to run folders ROOT/<point>/seed<i> and records them in ROOT/sweep.json, state.py
 reads a run's status from its folder, local.py and slurm.py run them, results.py collects
 ROOT/results.csv and the per-point summary; cli.py is sweep.py's parser and files.py
-its crash-safe writes. The package needs only the standard library (and utils.cli), so
-``--status`` and ``--dry-run`` work with any Python 3.10+. The entry script is
+its crash-safe writes. The package imports no torch (only the standard library and
+utils.cli), so ``--status`` and ``--dry-run`` answer at once. The entry script is
 ``sweep.py``.
 """

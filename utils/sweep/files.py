@@ -1,8 +1,8 @@
 """Crash-safe text writes for the sweep's own files (sweep.json, manifests, results).
 
-The same temporary-file-then-rename scheme as ``utils.io.atomic_write``, in plain
-Python: sweep.py imports no torch, so ``--status``, ``--dry-run`` and the Slurm
-submission also work with an interpreter that only has the standard library.
+The same temporary-file-then-rename scheme as ``utils.io.atomic_write``, without its
+module's torch import: importing torch costs seconds, and sweep.py imports none, so
+``--status``, ``--dry-run`` and a Slurm submission answer at once.
 """
 import json
 import os
