@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command setup + run. Creates/reuses .venv in the repo, installs requirements.txt,
-# then torchmeta 1.8.0 with --no-deps (it pins an old torch; see utils/torchmeta_compat.py).
+# then torchmeta 1.8.0 with --no-deps (it pins an old torch; see utils/data/torchmeta_compat.py).
 #   bash quickstart.sh demo   # a few CPU minutes: sparse-MAML learns on built-in data
 #   bash quickstart.sh test   # the test suite (what CI runs)
 set -euo pipefail

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from train import parse_args  # noqa: E402
-from utils.data import build_loaders  # noqa: E402
+from utils.data.loaders import build_loaders  # noqa: E402
 
 
 def rate(loader, batches, device):

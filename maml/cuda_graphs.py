@@ -30,7 +30,7 @@ class _Slot:
         self.params = {n: t.detach().clone() for n, t in theta0.items()}
         self.masks = {n: m.detach().clone() for n, m in masks.items()}
         self.x, self.y = x.clone(), y.clone()
-        self.sums = engine.start_sums(self.params) if need_sums else None
+        self.sums = engine.start_sums(self.params, self.masks) if need_sums else None
 
     def step(self):
         self.engine.inner_step_(self.params, self.sums, self.masks, self.x, self.y,
@@ -43,18 +43,16 @@ class _Slot:
             self.masks[n].copy_(m)
         self.x.copy_(x)
         self.y.copy_(y)
-        weight = self.engine.rule.mask_mode == "weight"
-        for acc in (self.sums or {}).values():
-            acc[0].zero_()
-            if weight:
-                acc[1].fill_(1.0)
+        for name, sums in (self.sums or {}).items():
+            self.engine.rule.mode_for(self.masks, name).reset_sums_(sums)
 
     def results(self):
         # Clones: the buffers are overwritten by the next task.
         params = {n: t.clone() for n, t in self.params.items()}
         if self.sums is None:
             return params, None
-        return params, {n: [a.clone() for a in acc] for n, acc in self.sums.items()}
+        return params, {n: {k: t.clone() for k, t in sums.items()}
+                        for n, sums in self.sums.items()}
 
 
 class _StaticSteps:

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from maml.factory import build_learner
+from utils import cli
+
 FAKE_CLASSES_PER_SPLIT = 6
 FAKE_IMAGES_PER_CLASS = 20
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -87,3 +90,17 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+def learner_from_flags(flags, seed=0):
+    """A MetaLearner for train.py flags, its parameters drawn after ``torch.manual_seed``."""
+    torch.manual_seed(seed)
+    return build_learner(cli.resolve(cli.parse_args(list(flags))).learner)
+
+
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory):
+    """Runs the entry scripts as programs (``tests/scripts.py``), one zygote per session."""
+    from tests.scripts import Zygote
+    with Zygote(tmp_path_factory.mktemp("zygote")) as z:
+        yield z

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import train
-from utils.data import build_loaders
+from utils.data.loaders import build_loaders
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_OMNIGLOT = REPO / "configs" / "omniglot" / "omniglot_quick_5way_1shot_sparse-maml.json"

@@ -31,7 +31,7 @@ import torch
 torch.set_num_threads(1)
 import train
 from maml.meta_learner import MetaLearner
-from utils.metrics import RunLogger
+from utils.run.metrics import RunLogger
 
 def hold(marker):
     # announce the pause, then wait: SIGKILL ends the process here, SIGINT/SIGTERM set the flag

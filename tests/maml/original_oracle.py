@@ -22,9 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims before torchmeta)
-from torchmeta.modules import (MetaBatchNorm2d, MetaConv2d, MetaLinear, MetaModule,
-                               MetaSequential)
+from utils.data.torchmeta_compat import (MetaBatchNorm2d, MetaConv2d, MetaLinear,
+                                         MetaModule, MetaSequential)
 
 LEARNING_RATE_KINDS = ("relu_through", "relu", "linear", "exp")
 

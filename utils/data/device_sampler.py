@@ -22,9 +22,7 @@ deterministic transforms.
 import torch
 from tqdm import tqdm
 
-from utils.torchmeta_compat import torchmeta   # shims first, then torchmeta's names
-
-ClassSplitter_ = torchmeta.transforms.splitters.ClassSplitter_
+from utils.data.torchmeta_compat import ClassSplitter_
 
 
 def _splits(dataset_transform):

@@ -8,8 +8,11 @@ are documentation and ignored. Inconsistent combinations are argparse errors (ex
 import argparse
 import json
 
-from maml.methods import METHODS, MASK_KIND_FLAGS, apply_preset, describe
+from maml.mask_modes import MASK_MODES
+from utils.cli.checks import check_consistency
+from utils.cli.methods import METHODS, describe, preset
 
+BOOL = argparse.BooleanOptionalAction     # every boolean flag has its --no- form
 DATASETS = ("MiniImagenet", "TieredImagenet", "CUB", "CARS", "Omniglot", "Strokes")
 OPTIMIZERS = ("ADAM", "SGD")
 
@@ -57,7 +60,7 @@ def get_parser():
                    help="JSON file of flag values (dest names); explicit flags override it" + D)
     g.add_argument("--out_dir", type=str, default=None,
                    help="run folder; None gives runs/<date-time>_<method>" + D)
-    g.add_argument("--resume", action="store_true",
+    g.add_argument("--resume", action=BOOL, default=False,
                    help="continue the run in --out_dir from its last checkpoint" + D)
     g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
                    help="write TensorBoard events to the run folder" + D)
@@ -67,18 +70,18 @@ def get_parser():
                    help="validate only once epoch > val_start" + D)
     g.add_argument("--test_start", type=int, default=-1,
                    help="test on improvement only once epoch > test_start" + D)
-    g.add_argument("--checkpoint_models", action="store_true",
+    g.add_argument("--checkpoint_models", action=BOOL, default=False,
                    help="save the best model as classifier.pth / mask.pth (original format)" + D)
-    g.add_argument("--dont_use_cuda", action="store_true",
+    g.add_argument("--dont_use_cuda", action=BOOL, default=False,
                    help="run on CPU even if CUDA is available" + D)
     g.add_argument("--seed", type=int, default=-1,
                    help="seed for python, numpy, torch and the task sampler; -1 draws one "
                         "and records it" + D)
-    g.add_argument("--cross_domain", action="store_true",
+    g.add_argument("--cross_domain", action=BOOL, default=False,
                    help="after training, test the best model on TieredImagenet, CUB, CARS" + D)
     g.add_argument("--cross_domain_tasks", type=pi, default=500,
                    help="test tasks per cross-domain dataset" + D)
-    g.add_argument("--skip_nonfinite", action="store_true",
+    g.add_argument("--skip_nonfinite", action=BOOL, default=False,
                    help="skip meta-steps with a non-finite loss/gradient instead of stopping" + D)
 
     g = p.add_argument_group("training")
@@ -100,11 +103,11 @@ def get_parser():
     g.add_argument("--amp", choices=("none", "bf16"), default="none",
                    help="bf16 autocast for the backbone's forward/backward (fast engine; "
                         "theta, phi and inner updates stay fp32)" + D)
-    g.add_argument("--channels_last", action="store_true",
+    g.add_argument("--channels_last", action=BOOL, default=False,
                    help="channels-last memory format (faster convolutions on GPUs)" + D)
     g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=True,
                    help="replay inner steps from captured CUDA graphs (fast engine, CUDA)" + D)
-    g.add_argument("--compile", action="store_true",
+    g.add_argument("--compile", action=BOOL, default=False,
                    help="torch.compile the inner step and the query forward (fast engine; "
                         "compiles ~30-60 s per task shape at start)" + D)
     g.add_argument("--task_streams", type=pi, default=1,
@@ -118,9 +121,9 @@ def get_parser():
                    help=f"one of {', '.join(DATASETS)}" + D)
     g.add_argument("--data_folder", type=str, default="data",
                    help="root folder of the datasets (torchmeta layout)" + D)
-    g.add_argument("--download", action="store_true",
+    g.add_argument("--download", action=BOOL, default=False,
                    help="try torchmeta's download when the data is missing" + D)
-    g.add_argument("--cache_images", action="store_true",
+    g.add_argument("--cache_images", action=BOOL, default=False,
                    help="keep transformed images in memory after first use (much faster "
                         "small-image runs; use with --num_workers 0, not with --data_aug)" + D)
     g.add_argument("--sampler", choices=("torchmeta", "device"), default="torchmeta",
@@ -128,7 +131,7 @@ def get_parser():
                         "every image of a split held on the device and tasks drawn there "
                         "(same task distribution, no workers, so --num_workers is unused; "
                         "not with --data_aug)" + D)
-    g.add_argument("--data_aug", action="store_true",
+    g.add_argument("--data_aug", action=BOOL, default=False,
                    help="MiniImagenet training augmentation: crop, color jitter, flip" + D)
     g.add_argument("--num_shots_train", type=pi, default=5,
                    help="support examples per class (K)" + D)
@@ -146,15 +149,15 @@ def get_parser():
                    help="outer learning rate for phi" + D)
     g.add_argument("--momentum", type=float, default=0.9,
                    help="SGD momentum (Nesterov when > 0)" + D)
-    g.add_argument("--clamp_outer_gradients", action="store_true",
+    g.add_argument("--clamp_outer_gradients", action=BOOL, default=False,
                    help="clamp theta's outer gradients to +-10" + D)
 
     g = p.add_argument_group("backbone")
-    g.add_argument("--resnet", action="store_true", help="ResNet-12 instead of ConvNet" + D)
-    g.add_argument("--big_resnet", action="store_true",
+    g.add_argument("--resnet", action=BOOL, default=False, help="ResNet-12 instead of ConvNet" + D)
+    g.add_argument("--big_resnet", action=BOOL, default=False,
                    help="ResNet-12 with 64-160-320-640 channels" + D)
     g.add_argument("--hidden_size", type=pi, default=64, help="ConvNet channels" + D)
-    g.add_argument("--bias", action="store_true",
+    g.add_argument("--bias", action=BOOL, default=False,
                    help="kept for compatibility: the ConvNet always has biases, as the "
                         "original (which stores this flag as an always-true tuple)" + D)
 
@@ -167,37 +170,43 @@ def get_parser():
                    help="train with inner steps drawn uniformly from gradient_steps +- this" + D)
     g.add_argument("--gradient_steps_test", type=_non_negative_int, default=35,
                    help="inner steps at validation/test (0: no adaptation)" + D)
-    g.add_argument("--second_order", action="store_true",
+    g.add_argument("--second_order", action=BOOL, default=False,
                    help="full second-order MAML (reference engine only)" + D)
-    g.add_argument("--no_bn_in_inner_loop", action="store_true",
+    g.add_argument("--no_bn_in_inner_loop", action=BOOL, default=False,
                    help="do not adapt BatchNorm parameters in the inner loop" + D)
-    g.add_argument("--no_downsample_in_inner_loop", action="store_true",
+    g.add_argument("--no_downsample_in_inner_loop", action=BOOL, default=False,
                    help="do not adapt ResNet downsample parameters in the inner loop" + D)
-    g.add_argument("--anil", action="store_true", help="adapt only the classifier (ANIL)" + D)
-    g.add_argument("--boil", action="store_true",
+    g.add_argument("--anil", action=BOOL, default=False, help="adapt only the classifier (ANIL)" + D)
+    g.add_argument("--boil", action=BOOL, default=False,
                    help="adapt everything but the classifier (BOIL)" + D)
 
     g = p.add_argument_group("masks")
-    g.add_argument("--gradient_mask", action="store_true",
+    g.add_argument("--mask_mode", choices=sorted(MASK_MODES), default=None,
+                   help="how the mask enters the inner update (maml/mask_modes.py); None "
+                        "derives it from the original's flags: gradient (--gradient_mask), "
+                        "learning_rate (--gradient_mask with --meta_relu_through, "
+                        "--meta_relu, --meta_sgd_linear or --meta_exp), weight "
+                        "(--weight_mask), none" + D)
+    g.add_argument("--gradient_mask", action=BOOL, default=False,
                    help="learn a mask on the inner-loop gradients (sparse-MAML)" + D)
-    g.add_argument("--weight_mask", action="store_true",
+    g.add_argument("--weight_mask", action=BOOL, default=False,
                    help="learn a mask on the weights instead" + D)
-    g.add_argument("--gradient_mask_plus", action="store_true",
+    g.add_argument("--gradient_mask_plus", action=BOOL, default=False,
                    help="conv masks from a noise-driven hypernetwork (ConvNet only)" + D)
     g.add_argument("--plus_output_shift", type=float, default=0.0,
                    help="extra shift of the PLUS masks' logits (dead in the original; "
                         "added to --init_shift, which the original uses there)" + D)
     g.add_argument("--init_shift", type=float, default=0.0,
                    help="shift of the mask-logit init (controls initial sparsity)" + D)
-    g.add_argument("--kaiming_init", action="store_true",
+    g.add_argument("--kaiming_init", action=BOOL, default=False,
                    help="kaiming-uniform mask-logit init for tensors with > 1 dim" + D)
-    g.add_argument("--meta_relu", action="store_true", help="m = ReLU(phi)" + D)
-    g.add_argument("--meta_relu_through", action="store_true",
+    g.add_argument("--meta_relu", action=BOOL, default=False, help="m = ReLU(phi)" + D)
+    g.add_argument("--meta_relu_through", action=BOOL, default=False,
                    help="m = ReLU(phi), straight-through backward (sparse-ReLU-MAML)" + D)
-    g.add_argument("--meta_sgd_linear", action="store_true", help="m = phi (Meta-SGD)" + D)
-    g.add_argument("--meta_exp", action="store_true", help="m = exp(phi)" + D)
-    g.add_argument("--meta_sgd_init", action="store_true", help="phi ~ U(0.005, 0.1)" + D)
-    g.add_argument("--meta_constant_init", action="store_true", help="phi = step_size" + D)
+    g.add_argument("--meta_sgd_linear", action=BOOL, default=False, help="m = phi (Meta-SGD)" + D)
+    g.add_argument("--meta_exp", action=BOOL, default=False, help="m = exp(phi)" + D)
+    g.add_argument("--meta_sgd_init", action=BOOL, default=False, help="phi ~ U(0.005, 0.1)" + D)
+    g.add_argument("--meta_constant_init", action=BOOL, default=False, help="phi = step_size" + D)
     return p
 
 
@@ -230,80 +239,30 @@ def config_notes(path):
     return {k: v for k, v in values.items() if k.startswith("_") and k != "_meta"}
 
 
-def check_consistency(args, parser):
-    """argparse errors for flag combinations that the original silently misreads."""
-    kinds = [f for f in MASK_KIND_FLAGS if getattr(args, f)]
-    masked = args.gradient_mask or args.weight_mask
-    resnet = args.resnet or args.big_resnet
-    rules = [
-        (args.gradient_mask and args.weight_mask, "--gradient_mask and --weight_mask"
-         " are two mask kinds at once; choose one"),
-        (len(kinds) > 1, "choose at most one of " + ", ".join("--" + k for k in kinds)),
-        (kinds and not masked, f"--{kinds[0] if kinds else ''} needs --gradient_mask or "
-         "--weight_mask"),
-        (args.meta_sgd_init and args.meta_constant_init,
-         "--meta_sgd_init and --meta_constant_init are two inits at once"),
-        (args.gradient_mask_plus and not masked,
-         "--gradient_mask_plus needs --gradient_mask or --weight_mask"),
-        (args.gradient_mask_plus and resnet, "--gradient_mask_plus supports the ConvNet only"),
-        (args.anil and args.boil, "--anil and --boil exclude each other"),
-        (args.second_order and args.engine == "fast",
-         "the fast engine is first-order only; use --engine reference for --second_order"),
-        (args.amp != "none" and args.engine == "reference",
-         "--amp needs the fast engine"),
-        (args.amp != "none" and args.second_order, "--amp is not supported with --second_order"),
-        (args.gradient_step_sampling > args.gradient_steps,
-         "--gradient_step_sampling must not exceed --gradient_steps"),
-        (args.no_downsample_in_inner_loop and not resnet,
-         "--no_downsample_in_inner_loop applies to the ResNet only"),
-        (args.momentum < 0, "--momentum must be >= 0"),
-        (args.cache_images and args.data_aug,
-         "--cache_images would freeze the random --data_aug transforms; use one of them"),
-        (args.task_streams > 1 and not args.cuda_graphs,
-         "--task_streams runs tasks concurrently inside captured CUDA graphs; it needs "
-         "--cuda_graphs"),
-        (args.sampler == "device" and args.cache_images,
-         "--cache_images has no effect with --sampler device, which stores every image"),
-        (args.sampler == "device" and args.data_aug,
-         "--sampler device stores transformed images once, which would freeze the random "
-         "--data_aug transforms; use one of them"),
-        ((args.engine == "reference" or args.second_order)
-         and (args.compile or args.task_streams > 1),
-         "--compile and --task_streams need the fast engine (first order)"),
-    ]
-    for broken, message in rules:
-        if broken:
-            parser.error(message)
-    for action in parser._actions:      # config-file values bypass argparse's checks
-        value = getattr(args, action.dest, None)
-        if value is None or not action.option_strings:
-            continue
-        if action.nargs == 0 and not isinstance(value, bool):
-            parser.error(f"argument {action.option_strings[0]}: expected true/false, "
-                         f"got {value!r}")
-        if action.choices is not None and value not in action.choices:
-            parser.error(f"argument {action.option_strings[0]}: invalid choice {value!r}")
-        if action.type is not None and not isinstance(value, str):
-            try:
-                action.type(str(value))
-            except (argparse.ArgumentTypeError, ValueError) as err:
-                parser.error(f"argument {action.option_strings[0]}: {err}")
-
-
 def parse_args(argv=None):
-    """Parse train.py's command line (list of strings) into a resolved Namespace."""
+    """Parse train.py's command line (list of strings) into a checked Namespace.
+
+    Precedence, lowest first: the parser's defaults, the --config file, the flags of
+    --method (``utils.cli.methods``), explicit flags. ``engine`` "auto" and a missing
+    ``method`` are resolved here; seed, run folder and device in ``utils.cli.resolve``.
+    """
     parser = get_parser()
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
+    pre.add_argument("--method")
     known, _ = pre.parse_known_args(argv)
-    if known.config:
-        parser.set_defaults(**load_config(known.config, parser))
+    defaults = load_config(known.config, parser) if known.config else {}
+    method = known.method or defaults.get("method")
+    parser.set_defaults(**defaults, **preset(method))
     args = parser.parse_args(argv)
     if args.out_dir == "out_dir_default":       # the original's sentinel
         args.out_dir = None
-    apply_preset(args)
     check_consistency(args, parser)
     if args.engine == "auto":
         args.engine = "reference" if args.second_order else "fast"
-    args.method = args.method or describe(args)
+    described = describe(args)
+    if args.method is not None and not described.startswith(args.method):
+        parser.error(f"the flags describe {described}, not --method {args.method} (a "
+                     f"--no- flag undid part of the preset?); drop --method to run {described}")
+    args.method = args.method or described
     return args

@@ -12,8 +12,9 @@ torch once two things are patched *before* it is imported:
    ``__getitem__`` (and hence its target transforms); give it one that goes through
    ``__getitem__``.
 
-Everything in this project imports torchmeta as ``from utils.torchmeta_compat import
-torchmeta`` (or imports this module first).
+Every other module takes torchmeta's names from here (``from utils.data.torchmeta_compat
+import BatchMetaDataLoader``), never from torchmeta itself (a test checks), so the shims
+are always in place first.
 """
 import torchvision.datasets.utils as _tv_utils
 
@@ -38,9 +39,14 @@ if not hasattr(_tv_utils, "_save_response_content"):
     _tv_utils._save_response_content = _save_response_content
 
 import torchmeta  # noqa: E402  (must follow the shims above)
-import torchmeta.datasets  # noqa: E402,F401
-import torchmeta.transforms  # noqa: E402,F401
-import torchmeta.utils.data  # noqa: E402,F401
+from torchmeta.datasets import CUB, MiniImagenet, Omniglot, TieredImagenet  # noqa: E402
+from torchmeta.datasets.cub import CUBDataset  # noqa: E402
+from torchmeta.modules import (MetaBatchNorm2d, MetaConv2d, MetaLinear,  # noqa: E402
+                               MetaModule, MetaSequential)
+from torchmeta.transforms import Categorical, ClassSplitter, Rotation  # noqa: E402
+from torchmeta.transforms.splitters import ClassSplitter_  # noqa: E402
+from torchmeta.utils.data import (BatchMetaDataLoader, ClassDataset,  # noqa: E402
+                                  CombinationMetaDataset, Dataset)
 from torchmeta.utils.data.task import SubsetTask as _SubsetTask  # noqa: E402
 
 
@@ -50,4 +56,7 @@ def _subset_task_getitems(self, indices):
 
 _SubsetTask.__getitems__ = _subset_task_getitems
 
-__all__ = ["torchmeta"]
+__all__ = ["torchmeta", "CUB", "MiniImagenet", "Omniglot", "TieredImagenet", "CUBDataset",
+           "MetaBatchNorm2d", "MetaConv2d", "MetaLinear", "MetaModule", "MetaSequential",
+           "Categorical", "ClassSplitter", "ClassSplitter_", "Rotation",
+           "BatchMetaDataLoader", "ClassDataset", "CombinationMetaDataset", "Dataset"]

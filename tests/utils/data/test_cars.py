@@ -1,4 +1,4 @@
-"""Stanford Cars dataset (utils/cars.py) on fabricated data: nothing is downloaded."""
+"""Stanford Cars dataset (utils/data/cars.py) on fabricated data: nothing is downloaded."""
 import io
 import json
 import os
@@ -12,9 +12,7 @@ from PIL import Image
 from torchvision.transforms import Compose, Resize, ToTensor
 
 from utils import cars
-from utils.torchmeta_compat import torchmeta  # noqa: F401
-from torchmeta.transforms import Categorical, ClassSplitter
-from torchmeta.utils.data import BatchMetaDataLoader
+from utils.data.torchmeta_compat import BatchMetaDataLoader, Categorical, ClassSplitter
 
 SLASH_CLASS = "Ram C/V Cargo Van Minivan 2012"  # a "/" in an hdf5 name makes a sub-group
 

@@ -5,7 +5,7 @@ Data: Krause et al. (2013), 196 car classes, 16,185 images: 8,144 in ``cars_trai
 8,041 in ``cars_test.tgz`` (labelled by ``cars_test_annos_withlabels.mat``).
 
 Split: as in the original sparse-MAML code (Johswald/learning_where_to_learn), the 196
-classes are split 98/49/49 by class name (``utils/assets/cars/{train,val,test}.json``), and
+classes are split 98/49/49 by class name (``utils/data/assets/cars/{train,val,test}.json``), and
 only the 8,144 ``cars_train`` images are used, each cropped to its bounding box (they then
 resized the crop to 84x84: do that in ``transform``, e.g. ``Resize((84, 84))``).
 ``process_cars(..., use_test_images=True)`` adds the ``cars_test`` images as well.
@@ -33,10 +33,9 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims before torchmeta)
-from torchmeta.utils.data import ClassDataset, CombinationMetaDataset
+from utils.data.torchmeta_compat import ClassDataset, CombinationMetaDataset
 # One class of images: items are (PIL RGB image, class name), decoded from the stored JPEG bytes.
-from torchmeta.datasets.cub import CUBDataset as CarsDataset
+from utils.data.torchmeta_compat import CUBDataset as CarsDataset
 
 FOLDER = "cars"
 SPLITS = ("train", "val", "test")
@@ -163,7 +162,7 @@ def process_cars(folder, use_test_images=False, crop=True, split_classes=None):
 
     ``crop`` crops each image to its bounding box (re-encoded as JPEG, quality 95); without it
     the original JPEG bytes are stored. ``split_classes`` ({split: [class names]}) overrides the
-    98/49/49 split of ``utils/assets/cars``.
+    98/49/49 split of ``utils/data/assets/cars``.
     """
     splits = split_classes or {split: cars_split_classes(split) for split in SPLITS}
     per_class = {}

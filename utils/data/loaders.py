@@ -6,14 +6,32 @@ Missing, partial or corrupt data stops the run before training with a short
 ``DataUnavailable`` message naming the folder and the files expected there.
 """
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims first)
-from torchmeta.datasets import CUB, MiniImagenet, Omniglot, TieredImagenet
-from torchmeta.transforms import Categorical, ClassSplitter, Rotation
-from torchmeta.utils.data import BatchMetaDataLoader
 from torchvision import transforms as T
+
+from utils.data.torchmeta_compat import (CUB, BatchMetaDataLoader, Categorical, ClassSplitter,
+                                         MiniImagenet, Omniglot, Rotation, TieredImagenet)
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which tasks the loaders draw, and how."""
+
+    dataset: str = "MiniImagenet"
+    data_folder: str = "data"
+    download: bool = False
+    num_ways: int = 5
+    num_shots: int = 5            # support examples per class (K)
+    num_queries: int = 15         # query examples per class
+    batch_size: int = 2           # tasks per meta-training batch
+    test_batch_size: int = 1      # tasks per evaluation batch
+    num_workers: int = 2
+    data_aug: bool = False
+    cache_images: bool = False
+    sampler: str = "torchmeta"    # or "device"
+
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
@@ -31,7 +49,7 @@ LAYOUT = {
                        "tiered-imagenet.tar"),
     "CUB": ("cub", ("{split}_data.hdf5", "{split}_labels.json"), "CUB_200_2011.tgz"),
     "CARS": ("cars", ("{split}_data.hdf5", "{split}_labels.json"),
-             "the Stanford Cars archives (see utils/cars.py)"),
+             "the Stanford Cars archives (see utils/data/cars.py)"),
     "Omniglot": ("omniglot", ("data.hdf5", "vinyals_{split}_labels.json"),
                  "images_background.zip and images_evaluation.zip"),
 }
@@ -62,10 +80,10 @@ def _transform(name, split, data_aug):
 
 def _dataset_class(name):
     if name == "CARS":
-        from utils.cars import Cars
+        from utils.data.cars import Cars
         return Cars
     if name == "Strokes":
-        from utils.strokes import Strokes
+        from utils.data.strokes import Strokes
         return Strokes
     return {"MiniImagenet": MiniImagenet, "TieredImagenet": TieredImagenet, "CUB": CUB,
             "Omniglot": Omniglot}[name]
@@ -208,22 +226,25 @@ def task_loader(dataset, batch_size, num_workers, pin_memory):
                                worker_init_fn=_ignore_sigint if num_workers else None)
 
 
-def build_loaders(args, pin_memory=False, splits=SPLITS, dataset=None, device="cpu"):
-    """{split: task loader} for the run's dataset (``dataset`` overrides it): torchmeta's
-    BatchMetaDataLoader, or with ``--sampler device`` a DeviceTaskLoader on ``device``."""
-    name = dataset or args.dataset
-    on_device = getattr(args, "sampler", "torchmeta") == "device"
+def build_loaders(config, device="cpu", splits=SPLITS, dataset=None):
+    """{split: task loader} for ``config`` (a DataConfig; ``dataset`` overrides its
+    dataset): torchmeta's BatchMetaDataLoader (pinned memory when ``device`` is CUDA), or
+    with ``sampler == "device"`` a DeviceTaskLoader on ``device``."""
+    import torch
+
+    device = torch.device(device)
+    name = dataset or config.dataset
     loaders = {}
     for split in splits:
-        ds = meta_dataset(name, split, args.data_folder, args.num_ways, args.num_shots_train,
-                          args.num_shots_test, args.data_aug, args.download)
-        batch = args.batch_size if split == "train" else args.test_batch_size
-        if on_device:
-            from utils.device_sampler import DeviceTaskLoader
+        ds = meta_dataset(name, split, config.data_folder, config.num_ways, config.num_shots,
+                          config.num_queries, config.data_aug, config.download)
+        batch = config.batch_size if split == "train" else config.test_batch_size
+        if config.sampler == "device":
+            from utils.data.device_sampler import DeviceTaskLoader
             loaders[split] = DeviceTaskLoader(ds, batch, device)
             continue
-        if getattr(args, "cache_images", False):
-            from utils.image_cache import with_image_cache
+        if config.cache_images:
+            from utils.data.image_cache import with_image_cache
             ds = with_image_cache(ds)
-        loaders[split] = task_loader(ds, batch, args.num_workers, pin_memory)
+        loaders[split] = task_loader(ds, batch, config.num_workers, device.type == "cuda")
     return loaders

@@ -34,8 +34,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from utils.torchmeta_compat import torchmeta  # noqa: F401  (patches before torchmeta use)
-from torchmeta.utils.data import ClassDataset, CombinationMetaDataset, Dataset
+from utils.data.torchmeta_compat import ClassDataset, CombinationMetaDataset, Dataset
 
 __all__ = ["Strokes", "StrokesClassDataset", "StrokesDataset", "glyph_strokes",
            "render_example"]

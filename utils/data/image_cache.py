@@ -10,9 +10,7 @@ per-class target transform, so we apply target transforms on every access.
 The cache lives in the process that loads data: use it with ``--num_workers 0`` (or
 persistent workers); it must not be used with random training augmentation.
 """
-from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims first)
-from torchmeta.utils.data import ClassDataset, CombinationMetaDataset
-from torchmeta.utils.data.task import Dataset
+from utils.data.torchmeta_compat import ClassDataset, CombinationMetaDataset, Dataset
 
 
 class CachedDataset(Dataset):

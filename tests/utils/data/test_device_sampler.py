@@ -1,4 +1,4 @@
-"""DeviceTaskLoader (utils/device_sampler.py): batch layout, task validity, the task
+"""DeviceTaskLoader (utils/data/device_sampler.py): batch layout, task validity, the task
 distribution of torchmeta's loader, reproducibility under torch.manual_seed, classes
 of different sizes, and the real Omniglot (rotated classes included). CPU only.
 
@@ -10,14 +10,10 @@ import itertools
 import pytest
 import torch
 
-from utils.data import meta_dataset
-from utils.device_sampler import DeviceTaskLoader
-from utils.torchmeta_compat import torchmeta   # shims first, then torchmeta's names
-
-Categorical, ClassSplitter = torchmeta.transforms.Categorical, torchmeta.transforms.ClassSplitter
-ClassDataset = torchmeta.utils.data.ClassDataset
-CombinationMetaDataset = torchmeta.utils.data.CombinationMetaDataset
-Dataset = torchmeta.utils.data.task.Dataset
+from utils.data.device_sampler import DeviceTaskLoader
+from utils.data.loaders import meta_dataset
+from utils.data.torchmeta_compat import (Categorical, ClassDataset, ClassSplitter,
+                                         CombinationMetaDataset, Dataset)
 
 N, K, Q = 3, 2, 3          # 3 of the fake MiniImageNet's 6 classes: sampling must choose
 

@@ -1,4 +1,4 @@
-"""utils/io.py: atomic writes keep the previous file on any failure and leave no temp files."""
+"""utils/run/atomic_io.py: atomic writes keep the previous file on any failure and leave no temp files."""
 import errno
 import json
 import os
@@ -7,7 +7,7 @@ import stat
 import pytest
 import torch
 
-from utils.io import WriteError, atomic_write, remove_temp_files, save_json, save_torch
+from utils.run.atomic_io import WriteError, atomic_write, remove_temp_files, save_json, save_torch
 
 
 def temp_files(folder):

@@ -5,57 +5,19 @@ first), so a run killed at any moment resumes from the last finished epoch. Each
 reseeds every RNG from (seed, epoch), which makes the resumed run bitwise identical
 to an uninterrupted one on CPU. Files are loaded with ``torch.load(weights_only=True)``.
 """
-import json
 import os
-import random
 
-import numpy as np
 import torch
 
-from utils.io import save_torch
+from utils.run.atomic_io import save_torch
+from utils.run.rng import rng_states, set_rng_states
 
 CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-LOCK = ".lock"
 FORMAT = 1
-_held_locks = {}      # realpath of a run folder -> open lock file of this process
 
 
 class CheckpointError(Exception):
     """A checkpoint is missing, corrupt or belongs to a different model/mask layout."""
-
-
-def epoch_seed(seed, epoch):
-    """Seed of one epoch: every RNG restarts from it, so epochs replay exactly."""
-    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 1) % (2 ** 32)
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)      # also seeds every CUDA device
-
-
-def rng_states():
-    py_version, py_state, py_gauss = random.getstate()
-    np_state = np.random.get_state()
-    states = {"python": [py_version, list(py_state), py_gauss],
-              "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                        int(np_state[2]), int(np_state[3]), float(np_state[4])],
-              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states):
-    version, state, gauss = states["python"]
-    random.setstate((version, tuple(state), gauss))
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def layout(module):
@@ -154,49 +116,3 @@ def load_checkpoint(out_dir, learner):
     except Exception as err:      # a damaged or hand-edited checkpoint
         raise CheckpointError(f"--resume: {path} is incomplete or does not fit this run "
                               f"({type(err).__name__}: {err})") from err
-
-
-def recorded_args(out_dir):
-    """The flags recorded in out_dir/config.json ({dest: value}), or None if unreadable.
-
-    Parsed as JSON only (never executed or unpickled), so a run folder can be untrusted.
-    """
-    try:
-        with open(os.path.join(out_dir, CONFIG), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return None
-    args = config.get("args") if isinstance(config, dict) else None
-    return args if isinstance(args, dict) else None
-
-
-def lock_run_folder(out_dir):
-    """Hold an exclusive lock on out_dir for this process (re-entrant within it).
-
-    Two processes writing one run folder would interleave epochs and clobber each
-    other's checkpoints. The OS drops the lock when the process dies, even by SIGKILL,
-    so a killed run never blocks its own ``--resume``. No-op where fcntl is missing.
-    """
-    key = os.path.realpath(out_dir)
-    if key in _held_locks:
-        return
-    try:
-        import fcntl
-    except ImportError:      # Windows
-        return
-    f = open(os.path.join(out_dir, LOCK), "a")
-    try:
-        # A POSIX record lock, not flock: it is not inherited by forked DataLoader
-        # workers, so an orphaned worker of a killed run cannot block its --resume.
-        fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise CheckpointError(f"{out_dir} is in use by another training process; wait for "
-                              "it to finish or stop it, or choose another --out_dir")
-    _held_locks[key] = f
-
-
-def unlock_run_folder(out_dir):
-    f = _held_locks.pop(os.path.realpath(out_dir), None) if out_dir else None
-    if f is not None:
-        f.close()      # closing the file releases the lock

@@ -1,4 +1,4 @@
-"""Tests for utils/strokes.py: the procedural Strokes few-shot dataset."""
+"""Tests for utils/data/strokes.py: the procedural Strokes few-shot dataset."""
 import time
 
 import numpy as np
@@ -7,11 +7,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import ToTensor
 
-from utils.torchmeta_compat import torchmeta  # noqa: F401
-from torchmeta.transforms import Categorical, ClassSplitter, Rotation
-from torchmeta.utils.data import BatchMetaDataLoader
+from utils.data.torchmeta_compat import (BatchMetaDataLoader, Categorical, ClassSplitter,
+                                         Rotation)
 
-from utils.strokes import Strokes, StrokesClassDataset, glyph_strokes, render_example
+from utils.data.strokes import Strokes, StrokesClassDataset, glyph_strokes, render_example
 
 SPLIT_SIZES = {"train": 1028, "val": 172, "test": 423}
 
