@@ -89,7 +89,7 @@ class _StaticSteps:
             torch.cuda.set_stream(previous)
             first = f" (first: {err.__context__})" if err.__context__ is not None else ""
             raise RuntimeError(f"{err}{first}") from err
-        for slot, saved in zip(self.slots, backup):
+        for slot, saved in zip(self.slots, backup, strict=True):
             for n, t in saved.items():
                 slot.params[n].copy_(t)
         return graph
@@ -103,7 +103,7 @@ class _StaticSteps:
         for stream in streams:
             stream.wait_stream(origin)
         try:
-            for slot, stream in zip(self.slots, streams):
+            for slot, stream in zip(self.slots, streams, strict=True):
                 with torch.cuda.stream(stream):
                     slot.step()
         finally:            # an unjoined stream would make the capture itself fail
@@ -113,7 +113,7 @@ class _StaticSteps:
     @torch.no_grad()
     def run(self, tasks, steps):
         """tasks: [(theta0, masks, x, y)] (as many as slots) -> [(theta_T, sums)]."""
-        for slot, task in zip(self.slots, tasks):
+        for slot, task in zip(self.slots, tasks, strict=True):
             slot.load(*task)
         for _ in range(steps):
             if self.graph is not None:
@@ -159,7 +159,8 @@ class InnerStepGraphs:
                                 self._streams(len(group)) if use_graphs else ())
         except RuntimeError as err:     # capture is best effort: fall back to eager
             warnings.warn(f"CUDA-graph capture failed for support shape {tuple(x.shape)} "
-                          f"x {len(group)} tasks ({err}); using eager inner steps from now on")
+                          f"x {len(group)} tasks ({err}); using eager inner steps from now on",
+                          stacklevel=2)
             self.failed = True
             return _StaticSteps(self.engine, group, False, need_sums)
 

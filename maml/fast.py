@@ -61,7 +61,7 @@ class FastEngine(Engine):
         leaves = {n: params[n].detach().requires_grad_(True) for n in self.rule.names}
         with torch.enable_grad():
             loss, _ = self.loss_and_logits({**params, **leaves}, x, y)
-        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
 
     def support_grads_traceable(self, params, x, y):
         """``support_grads`` via torch.func.grad, which torch.compile traces (autograd.grad
@@ -120,9 +120,9 @@ class FastEngine(Engine):
             return self.graphs.inner_loops(tasks, steps[0], need_sums)
         if self.graphs is not None:     # --gradient_step_sampling: one task at a time
             return [self.graphs.inner_loops([task], n, need_sums)[0]
-                    for task, n in zip(tasks, steps)]
+                    for task, n in zip(tasks, steps, strict=True)]
         results = []
-        for (theta0, masks, x, y), n_steps in zip(tasks, steps):
+        for (theta0, masks, x, y), n_steps in zip(tasks, steps, strict=True):
             params = dict(theta0)
             sums = self.start_sums(params, masks) if need_sums else None
             for _ in range(n_steps):
@@ -145,15 +145,15 @@ class FastEngine(Engine):
         detached = [({n: m.detach() for n, m in masks.items()},
                      {n: t.detach() for n, t in theta0.items()}) for masks, theta0 in draws]
         adapted = self.inner_loops([(theta0, masks, xs, ys) for (masks, theta0), (xs, ys, _, _)
-                                    in zip(detached, tasks)], steps)
+                                    in zip(detached, tasks, strict=True)], steps)
         inner = set(self.rule.names)
         totals = {}         # id(draw) -> (draw, {name: dL/dm}, {name: dL/d theta_0})
         losses, accuracies = [], []
         for (_, _, xq, yq), (params, sums), draw, (m_detached, _) in zip(
-                tasks, adapted, draws, detached):
+                tasks, adapted, draws, detached, strict=True):
             loss, acc, d_theta_T = self.query(params, xq, yq, need_grad=True)
             _, d_masks, d_theta0 = totals.setdefault(id(draw), (draw, {}, {}))
-            for name, d in zip(params, d_theta_T):
+            for name, d in zip(params, d_theta_T, strict=True):
                 d_mask = None
                 if name in inner:
                     mode = self.rule.mode_for(m_detached, name)
@@ -175,9 +175,9 @@ class FastEngine(Engine):
             theta = {n: p.detach() for n, p in self.model.named_parameters()}
             draws = self.draws(len(tasks), theta)
         adapted = self.inner_loops([(theta0, masks, xs, ys) for (masks, theta0), (xs, ys, _, _)
-                                    in zip(draws, tasks)], steps, need_sums=False)
+                                    in zip(draws, tasks, strict=True)], steps, need_sums=False)
         results = [self.query(params, xq, yq, need_grad=False)[:2]
-                   for (_, _, xq, yq), (params, _) in zip(tasks, adapted)]
+                   for (_, _, xq, yq), (params, _) in zip(tasks, adapted, strict=True)]
         return (torch.stack([loss for loss, _ in results]),
                 torch.stack([acc for _, acc in results]))
 

@@ -67,6 +67,6 @@ def adapt(model, rule, params, masks, x, y, steps, create_graph=False):
         grads = torch.autograd.grad(loss, [params[n] for n in rule.names],
                                     create_graph=create_graph)
         params = dict(params)
-        for name, grad in zip(rule.names, grads):
+        for name, grad in zip(rule.names, grads, strict=True):
             params[name] = rule.mode_for(masks, name).update(params[name], grad, masks.get(name))
     return params

@@ -107,7 +107,7 @@ class GradientMask(nn.Module):
         self.mask_plus = mask_plus
         self.names = []
         self.weight_mask_list = nn.ParameterList()
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             if mask_plus is not None and "conv" in name:
                 continue
             logits = nn.Parameter(torch.zeros(shape))
@@ -117,7 +117,7 @@ class GradientMask(nn.Module):
 
     def logits(self):
         """{name: phi} for the parameters with their own logits."""
-        return dict(zip(self.names, self.weight_mask_list))
+        return dict(zip(self.names, self.weight_mask_list, strict=True))
 
     def forward(self):
         masks = {name: mask_value(phi, self.kind) for name, phi in self.logits().items()}
@@ -157,7 +157,7 @@ class GradientMaskPlus(nn.Module):
         z = torch.randn_like(scale) * scale + offset
         rows = self.alphas(z).reshape(sum(self.layer_sizes), self.row_size)
         masks, start = {}, 0
-        for name, c_in in zip(self.names, self.layer_sizes):
+        for name, c_in in zip(self.names, self.layer_sizes, strict=True):
             a = rows[start:start + c_in].reshape(self.out_channels, c_in,
                                                  self.kernel_size, self.kernel_size)
             masks[name] = mask_value(a + self.shift, self.kind)

@@ -77,7 +77,8 @@ class MetaLearner:
         named = [(n, g) for n, g in named if g is not None]
         stats = torch.stack([loss.detach().double(), accuracy.detach().double()]
                             + [g.detach().double().sum() for _, g in named]).tolist()
-        sums = dict(zip(["query loss"] + [n for n, _ in named], [stats[0]] + stats[2:]))
+        sums = dict(zip(["query loss"] + [n for n, _ in named], [stats[0]] + stats[2:],
+                        strict=True))
         bad = [n for n, v in sums.items() if not math.isfinite(v)]
         return stats[0], stats[1], bad
 

@@ -24,7 +24,7 @@ class ReferenceEngine(Engine):
         # One mask draw per task, as the original draws m(phi) in every task's forward.
         draws = self.draws(len(tasks), self.theta(), shared=False)
         outer_loss, accuracies = 0.0, []
-        for (xs, ys, xq, yq), n_steps, (masks, theta0) in zip(tasks, steps, draws):
+        for (xs, ys, xq, yq), n_steps, (masks, theta0) in zip(tasks, steps, draws, strict=True):
             params = adapt(self.model, self.rule, theta0, masks, xs, ys, n_steps,
                            create_graph=self.second_order)
             loss, logits = functional.loss_and_logits(self.model, params, xq, yq)
@@ -48,6 +48,7 @@ class ReferenceEngine(Engine):
         with torch.no_grad():
             theta = {n: p.detach() for n, p in self.model.named_parameters()}
             draws = self.draws(len(tasks), theta, shared=False)
-        results = [self.eval_task(task, steps, *draw) for task, draw in zip(tasks, draws)]
+        results = [self.eval_task(task, steps, *draw)
+                   for task, draw in zip(tasks, draws, strict=True)]
         return (torch.stack([loss for loss, _ in results]),
                 torch.stack([acc for _, acc in results]))

@@ -83,6 +83,13 @@ def install(hook, marker):
                         next(self.model.parameters()).grad.fill_(float("inf"))
                 return loss, accuracies
             cls.train_tasks = patched
+    elif kind == "workers_gone":   # workers_gone:sigterm|none -> the first step fails as
+        step = MetaLearner.step      # a loader whose workers a SIGTERM ended (or a real bug)
+        def patched(self, batch):
+            if rest[0] == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            raise RuntimeError("DataLoader worker (pid(s) 1) exited unexpectedly")
+        MetaLearner.step = patched
     elif kind == "enospc":      # enospc:NAME:N -> the n-th fsync of NAME's temp file fails
         calls, fsync = [0], os.fsync
         def patched(fd):

@@ -118,7 +118,7 @@ def test_original_prints_the_eight_commands_unchanged():
     result = run("--original", "--dry-run")
     cmds = commands(result)
     assert len(cmds) == 8
-    for words, reference in zip(cmds, ORIGINAL):
+    for words, reference in zip(cmds, ORIGINAL, strict=True):
         assert words[2:words.index("--seed")] == reference.split()
         assert words[-2:] == ["--out_dir", value(words, "--out_dir")]
     # the 1-shot bug is kept and said out loud

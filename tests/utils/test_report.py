@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from utils import report
+from utils import report, sparsity_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -130,7 +130,8 @@ def test_sparsity_matrix_network_order_seed_mean_and_gaps():
     second = [_train_row(0, {"extra": 0.7, "head.w": 0.2, "conv.b": 0.0, "conv.w": 0.4}),
               _train_row(1, {"head.w": 0.3, "conv.b": 0.2, "conv.w": 0.1}),
               _train_row(1, {"head.w": 0.5, "conv.b": 0.4, "conv.w": 0.3})]
-    names, epochs, values = report.sparsity_matrix([{"metrics": metrics}, {"metrics": second}])
+    names, epochs, values = sparsity_figure.sparsity_matrix([{"metrics": metrics},
+                                                             {"metrics": second}])
 
     assert names == ["conv.w", "conv.b", "head.w", "extra"]
     assert epochs.tolist() == [0, 1, 2, 3, 4]
@@ -146,17 +147,18 @@ def test_sparsity_matrix_network_order_seed_mean_and_gaps():
 
 
 def test_sparsity_matrix_without_per_param_rows():
-    names, epochs, values = report.sparsity_matrix([{"metrics": [dict(epoch=0, phase="train")]}])
+    names, epochs, values = sparsity_figure.sparsity_matrix(
+        [{"metrics": [dict(epoch=0, phase="train")]}])
     assert names == [] and epochs.size == 0 and values.shape == (0, 0)
 
 
 def test_shorten_names_drops_only_a_shared_prefix():
     convnet = ["features.layer1.conv.weight", "features.layer1.conv.bias", "classifier.weight"]
-    assert report.shorten_names(convnet) == (convnet, "")
+    assert sparsity_figure.shorten_names(convnet) == (convnet, "")
     wrapped = ["module." + name for name in convnet]
-    assert report.shorten_names(wrapped) == (convnet, "module.")
-    assert report.shorten_names(["net.block.weight"]) == (["weight"], "net.block.")
-    assert report.shorten_names(["m.x", "m.x.y"]) == (["x", "x.y"], "m.")
+    assert sparsity_figure.shorten_names(wrapped) == (convnet, "module.")
+    assert sparsity_figure.shorten_names(["net.block.weight"]) == (["weight"], "net.block.")
+    assert sparsity_figure.shorten_names(["m.x", "m.x.y"]) == (["x", "x.y"], "m.")
 
 
 def test_sparsity_figure_one_heatmap_per_masked_group(tmp_path):
@@ -187,7 +189,7 @@ def test_sparsity_figure_one_heatmap_per_masked_group(tmp_path):
         [i] = [i for i, t in enumerate(titles) if t.startswith(f"{name}, ConvNet, 5-way {shots}-")]
         assert seeds in titles[i] and "MiniImagenet" in titles[i]
         [image] = axes[i].get_images()
-        names, epochs, values = report.sparsity_matrix(members)
+        names, epochs, values = sparsity_figure.sparsity_matrix(members)
         np.testing.assert_array_equal(np.ma.filled(image.get_array(), np.nan), values)
         assert (image.norm.vmin, image.norm.vmax) == (0, 100)
     assert [t.get_text() for t in axes[0].get_yticklabels()] == list(per_param)

@@ -1,7 +1,8 @@
 """Method presets of the command line: each name sets the original's flags.
 
 ``--method NAME`` sets the flags that define a method (``METHOD_FLAGS``): those of its
-preset to true, the others to false. They act as defaults, above a --config file and
+preset to true, the others to false (a method without a mask also clears the mask's
+init flags). They act as defaults, above a --config file and
 below explicit flags, so ``--config FILE --method maml`` runs MAML with FILE's other
 settings and ``--no-FLAG`` can still switch a preset flag off. The run records the
 method name in config.json; a run without ``--method`` gets the name that describes its
@@ -21,7 +22,11 @@ _PRESETS = {
     "sparse-maml": ("gradient_mask",),
     "sparse-relu-maml": ("gradient_mask", "meta_relu_through", "meta_constant_init"),
 }
-METHODS = {name: {**{flag: False for flag in METHOD_FLAGS}, **{flag: True for flag in on}}
+# A method without a mask also clears the mask's settings (a config's leftovers).
+_NO_MASK = {"kaiming_init": False, "meta_sgd_init": False, "meta_constant_init": False,
+            "gradient_mask_plus": False, "init_shift": 0.0, "plus_output_shift": 0.0}
+METHODS = {name: {**{flag: False for flag in METHOD_FLAGS}, **{flag: True for flag in on},
+                  **({} if "gradient_mask" in on else _NO_MASK)}
            for name, on in _PRESETS.items()}
 
 

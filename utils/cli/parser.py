@@ -176,7 +176,8 @@ def get_parser():
                    help="do not adapt BatchNorm parameters in the inner loop" + D)
     g.add_argument("--no_downsample_in_inner_loop", action=BOOL, default=False,
                    help="do not adapt ResNet downsample parameters in the inner loop" + D)
-    g.add_argument("--anil", action=BOOL, default=False, help="adapt only the classifier (ANIL)" + D)
+    g.add_argument("--anil", action=BOOL, default=False,
+                   help="adapt only the classifier (ANIL)" + D)
     g.add_argument("--boil", action=BOOL, default=False,
                    help="adapt everything but the classifier (BOIL)" + D)
 
@@ -253,7 +254,7 @@ def parse_args(argv=None):
     known, _ = pre.parse_known_args(argv)
     defaults = load_config(known.config, parser) if known.config else {}
     method = known.method or defaults.get("method")
-    parser.set_defaults(**defaults, **preset(method))
+    parser.set_defaults(**{**defaults, **preset(method)})
     args = parser.parse_args(argv)
     if args.out_dir == "out_dir_default":       # the original's sentinel
         args.out_dir = None

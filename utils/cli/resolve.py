@@ -13,8 +13,14 @@ import sys
 
 import torch
 
-from maml.config import (BackboneConfig, EngineConfig, InnerLoopConfig, LearnerConfig,
-                         MaskConfig, OuterLoopConfig)
+from maml.config import (
+    BackboneConfig,
+    EngineConfig,
+    InnerLoopConfig,
+    LearnerConfig,
+    MaskConfig,
+    OuterLoopConfig,
+)
 from utils.cli.methods import mask_init, mask_kind, mask_mode_name
 from utils.cli.parser import get_parser, parse_args
 from utils.data.loaders import DataConfig, dataset_shape

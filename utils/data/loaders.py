@@ -245,6 +245,7 @@ def build_loaders(config, device="cpu", splits=SPLITS, dataset=None):
             continue
         if config.cache_images:
             from utils.data.image_cache import with_image_cache
-            ds = with_image_cache(ds)
+            # the new dataset re-seeds the splitter from OS entropy: tie it to --seed again
+            ds = follow_global_numpy_rng(with_image_cache(ds))
         loaders[split] = task_loader(ds, batch, config.num_workers, device.type == "cuda")
     return loaders

@@ -106,10 +106,11 @@ class RunFolder:
             # A POSIX record lock, not flock: it is not inherited by forked DataLoader
             # workers, so an orphaned worker of a killed run cannot block its --resume.
             fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as err:
             f.close()
             raise CheckpointError(f"{self.path} is in use by another training process; wait "
-                                  "for it to finish or stop it, or choose another --out_dir")
+                                  "for it to finish or stop it, or choose another --out_dir"
+                                  ) from err
         self._lock_file = f
 
 

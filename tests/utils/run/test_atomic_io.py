@@ -1,4 +1,5 @@
-"""utils/run/atomic_io.py: atomic writes keep the previous file on any failure and leave no temp files."""
+"""utils/run/atomic_io.py: atomic writes keep the previous file on any failure and leave no
+temp files."""
 import errno
 import json
 import os
