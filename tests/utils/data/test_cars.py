@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import Compose, Resize, ToTensor
 
-from utils import cars
+from utils.data import cars
 from utils.data.torchmeta_compat import BatchMetaDataLoader, Categorical, ClassSplitter
 
 SLASH_CLASS = "Ram C/V Cargo Van Minivan 2012"  # a "/" in an hdf5 name makes a sub-group
