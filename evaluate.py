@@ -61,9 +61,10 @@ def get_parser():
     p.add_argument("--dont_use_cuda", action="store_true", help="evaluate on the CPU")
     g = p.add_argument_group("predictions (instead of --dataset)")
     g.add_argument("--support", help="support images: DIR/<class>/<images>, the run's "
-                                     "num_ways classes, K >= 1 images each")
+                                     "num_ways classes, K >= 1 images each (default: "
+                                     "%(default)s)")
     g.add_argument("--query", help="query images: a flat folder, or DIR/<class>/<images> "
-                                   "to also get the accuracy")
+                                   "to also get the accuracy (default: %(default)s)")
     g.add_argument("--out", help="write the predictions to this CSV file instead of "
                                  "printing them (default: %(default)s)")
     g.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
