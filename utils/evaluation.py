@@ -26,7 +26,8 @@ def test_accuracy(learner, data, dataset, num_tasks, seed=0):
     """{"accuracy", "ci95", "num_tasks"} of ``learner`` on ``num_tasks`` test tasks of
     ``dataset``, drawn as ``data`` (a DataConfig) says; the same tasks for one ``seed``."""
     backbone = learner.config.backbone
-    trained_on, wanted = (backbone.in_channels, backbone.image_size), dataset_shape(dataset)
+    trained_on = (backbone.in_channels, backbone.image_size)
+    wanted = dataset_shape(dataset, data.image_size, data.grayscale)
     if trained_on != wanted:
         raise EvaluationError(
             f"{dataset} images are {wanted[0]}x{wanted[1]}x{wanted[1]}, but the model takes "

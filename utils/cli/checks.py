@@ -63,6 +63,11 @@ def flag_rules(args):
         (args.data_aug and args.dataset != "MiniImagenet",
          "--data_aug is MiniImagenet's training augmentation; it does nothing for "
          f"{args.dataset}"),
+        (args.dataset != "folder" and (args.image_size != 84 or args.grayscale),
+         "--image_size and --grayscale set the input of --dataset folder; "
+         f"{args.dataset} has a fixed input shape"),
+        (args.omniglot_split != "vinyals" and args.dataset != "Omniglot",
+         f"--omniglot_split selects Omniglot's classes; it does nothing for {args.dataset}"),
         (args.cache_images and args.data_aug,
          "--cache_images would freeze the random --data_aug transforms; use one of them"),
         (args.task_streams > 1 and not args.cuda_graphs,

@@ -13,7 +13,7 @@ from utils.cli.checks import check_consistency
 from utils.cli.methods import METHODS, describe, preset
 
 BOOL = argparse.BooleanOptionalAction     # every boolean flag has its --no- form
-DATASETS = ("MiniImagenet", "TieredImagenet", "CUB", "CARS", "Omniglot", "Strokes")
+DATASETS = ("MiniImagenet", "TieredImagenet", "CUB", "CARS", "Omniglot", "Strokes", "folder")
 OPTIMIZERS = ("ADAM", "SGD")
 
 
@@ -118,9 +118,21 @@ def get_parser():
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", type=_choice(DATASETS), default="MiniImagenet",
-                   help=f"one of {', '.join(DATASETS)}" + D)
+                   help=f"one of {', '.join(DATASETS)}; folder: your own images in "
+                        "--data_folder/{train,val,test}/<class>/<images>" + D)
     g.add_argument("--data_folder", type=str, default="data",
-                   help="root folder of the datasets (torchmeta layout)" + D)
+                   help="root folder of the datasets (torchmeta layout; with --dataset "
+                        "folder the folder holding train/, val/, test/)" + D)
+    g.add_argument("--image_size", type=pi, default=84,
+                   help="--dataset folder: images are resized to this side (square)" + D)
+    g.add_argument("--grayscale", action=BOOL, default=False,
+                   help="--dataset folder: one channel (no normalisation) instead of RGB "
+                        "(ImageNet normalisation)" + D)
+    g.add_argument("--omniglot_split", choices=("vinyals", "lake"), default="vinyals",
+                   help="Omniglot classes: vinyals (1028/172/423 characters, torchmeta's "
+                        "split) or lake (the 30 background alphabets for meta-training, of "
+                        "which every sixth in alphabetical order, 5 alphabets, is held out "
+                        "for meta-validation; the 20 evaluation alphabets for testing)" + D)
     g.add_argument("--download", action=BOOL, default=False,
                    help="try torchmeta's download when the data is missing" + D)
     g.add_argument("--cache_images", action=BOOL, default=False,
@@ -254,7 +266,7 @@ def parse_args(argv=None):
     known, _ = pre.parse_known_args(argv)
     defaults = load_config(known.config, parser) if known.config else {}
     method = known.method or defaults.get("method")
-    parser.set_defaults(**{**defaults, **preset(method)})
+    parser.set_defaults(**{**defaults, **preset(method)})     # --method over --config
     args = parser.parse_args(argv)
     if args.out_dir == "out_dir_default":       # the original's sentinel
         args.out_dir = None

@@ -37,7 +37,7 @@ def device_of(args):
 
 def learner_config(args, device=None):
     """The ``LearnerConfig`` of parsed flags (device: ``device_of(args)`` by default)."""
-    in_channels, image_size = dataset_shape(args.dataset)
+    in_channels, image_size = dataset_shape(args.dataset, args.image_size, args.grayscale)
     return LearnerConfig(
         backbone=BackboneConfig(resnet=args.resnet or args.big_resnet, big=args.big_resnet,
                                 hidden_size=args.hidden_size, in_channels=in_channels,
@@ -67,7 +67,9 @@ def data_config(args):
                       num_shots=args.num_shots_train, num_queries=args.num_shots_test,
                       batch_size=args.batch_size, test_batch_size=args.test_batch_size,
                       num_workers=args.num_workers, data_aug=args.data_aug,
-                      cache_images=args.cache_images, sampler=args.sampler)
+                      cache_images=args.cache_images, sampler=args.sampler,
+                      image_size=args.image_size, grayscale=args.grayscale,
+                      omniglot_split=args.omniglot_split)
 
 
 def schedule_config(args):

@@ -2,6 +2,12 @@
 BatchMetaDataLoader, with one difference: every RGB dataset gets the same ImageNet
 normalisation at evaluation (the original forgot it for TieredImagenet, CUB and CARS).
 
+Besides torchmeta's datasets: Strokes (generated), CARS (``utils/data/cars.py``), your
+own image folders (``--dataset folder``, ``utils/data/folder.py``) and Omniglot on Lake's
+split (``--omniglot_split lake``, ``utils/data/omniglot_lake.py``). The input shape of a
+dataset (``dataset_shape``) is part of the resolved configuration: fixed for the
+named datasets, ``--image_size`` / ``--grayscale`` for folders.
+
 Missing, partial or corrupt data stops the run before training with a short
 ``DataUnavailable`` message naming the folder and the files expected there.
 """
@@ -12,8 +18,15 @@ import numpy as np
 
 from torchvision import transforms as T
 
+from utils.data.errors import DataUnavailable
 from utils.data.torchmeta_compat import (CUB, BatchMetaDataLoader, Categorical, ClassSplitter,
                                          MiniImagenet, Omniglot, Rotation, TieredImagenet)
+
+__all__ = ["DataConfig", "DataUnavailable", "build_loaders", "dataset_shape", "meta_dataset"]
+
+FOLDER = "folder"                 # --dataset folder: DIR/{train,val,test}/<class>/<images>
+INK_DATASETS = ("Omniglot", "Strokes")    # 28x28 grayscale, ink bright on black
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -31,14 +44,18 @@ class DataConfig:
     data_aug: bool = False
     cache_images: bool = False
     sampler: str = "torchmeta"    # or "device"
+    image_size: int = 84          # --dataset folder: images resized to S x S
+    grayscale: bool = False       # --dataset folder: one channel instead of RGB
+    omniglot_split: str = "vinyals"   # or "lake" (utils/data/omniglot_lake.py)
+
+    @property
+    def shape(self):
+        """(input channels, image side) of the dataset's tensors."""
+        return dataset_shape(self.dataset, self.image_size, self.grayscale)
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
-
-
-class DataUnavailable(Exception):
-    """The dataset cannot be used; the message tells the user what to do."""
 
 
 # name: (folder, processed files per split, what torchmeta downloads / what to place there)
@@ -55,21 +72,36 @@ LAYOUT = {
 }
 
 
-def dataset_shape(name):
-    """(input channels, image side) of a dataset's tensors."""
-    return {"Omniglot": (1, 28), "Strokes": (1, 28)}.get(name, (3, 84))
+def dataset_shape(name, image_size=84, grayscale=False):
+    """(input channels, image side) of a dataset's tensors; ``image_size`` and
+    ``grayscale`` apply to ``--dataset folder`` only."""
+    if name == FOLDER:
+        return (1 if grayscale else 3, image_size)
+    return (1, 28) if name in INK_DATASETS else (3, 84)
 
 
-def expected_files(name, root, split):
+def normalised(name, grayscale=False):
+    """Whether the dataset's images get the ImageNet normalisation (every RGB dataset)."""
+    return dataset_shape(name, grayscale=grayscale)[0] == 3
+
+
+def expected_files(name, root, split, omniglot_split="vinyals"):
     folder, files, _ = LAYOUT[name]
+    if name == "Omniglot" and omniglot_split == "lake":    # background / evaluation sets
+        files = ("data.hdf5", "test_labels.json" if split == "test" else "train_labels.json")
     return [os.path.join(root, folder, f.format(split=split)) for f in files]
 
 
-def _transform(name, split, data_aug):
-    if name in ("Omniglot",):
+def _transform(name, split, data_aug, image_size=84, grayscale=False):
+    if name == "Omniglot":
         return T.Compose([T.Resize(28), T.ToTensor()])
     if name == "Strokes":
         return T.ToTensor()
+    if name == FOLDER:
+        steps = [T.Resize((image_size, image_size)), T.ToTensor()]
+        if not grayscale:
+            steps.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+        return T.Compose(steps)
     resize = T.Resize(84) if name in ("MiniImagenet", "TieredImagenet") else T.Resize((84, 84))
     steps = [resize]
     if data_aug and split == "train" and name == "MiniImagenet":
@@ -78,49 +110,72 @@ def _transform(name, split, data_aug):
     return T.Compose(steps + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def _dataset_class(name):
+def _dataset_class(name, omniglot_split="vinyals"):
     if name == "CARS":
         from utils.data.cars import Cars
         return Cars
     if name == "Strokes":
         from utils.data.strokes import Strokes
         return Strokes
+    if name == FOLDER:
+        from utils.data.folder import ImageFolder
+        return ImageFolder
+    if name == "Omniglot" and omniglot_split == "lake":
+        from utils.data.omniglot_lake import LakeOmniglot
+        return LakeOmniglot
     return {"MiniImagenet": MiniImagenet, "TieredImagenet": TieredImagenet, "CUB": CUB,
             "Omniglot": Omniglot}[name]
 
 
-def _missing_message(name, root, split, download):
+def _build_hint(name, root):
+    """Where MiniImageNet / tieredImageNet can come from besides Google Drive."""
+    if name not in ("MiniImagenet", "TieredImagenet"):
+        return ""
+    return (f" Or build it from a copy of the ILSVRC-2012 training set: python prepare_data.py "
+            f"{name.lower()} --imagenet DIR --data_folder {root}.")
+
+
+def _missing_message(name, root, split, download, omniglot_split="vinyals"):
     folder, _, archive = LAYOUT[name]
-    missing = [p for p in expected_files(name, root, split) if not os.path.isfile(p)]
+    missing = [p for p in expected_files(name, root, split, omniglot_split)
+               if not os.path.isfile(p)]
     how = ("torchmeta's download failed (no network?)" if download else
            "run with --download to let torchmeta fetch it")
     return (f"{name} data not found: expected {', '.join(missing)} in "
             f"{os.path.join(root, folder)}. Either {how}, or place {archive} in that folder "
-            f"and run with --download to process it offline (see README, 'Data').")
+            "and run with --download to process it offline (see README, 'Getting the data')."
+            + _build_hint(name, root))
 
 
 def meta_dataset(name, split, root, num_ways, num_shots, num_queries, data_aug=False,
-                 download=False):
-    """A torchmeta CombinationMetaDataset of N-way (K support + Q query)-shot tasks."""
+                 download=False, image_size=84, grayscale=False, omniglot_split="vinyals"):
+    """A torchmeta CombinationMetaDataset of N-way (K support + Q query)-shot tasks.
+    ``image_size`` / ``grayscale``: ``--dataset folder``; ``omniglot_split``: Omniglot."""
     kwargs = dict(num_classes_per_task=num_ways, meta_split=split,
-                  transform=_transform(name, split, data_aug),
+                  transform=_transform(name, split, data_aug, image_size, grayscale),
                   target_transform=Categorical(num_ways),
                   dataset_transform=ClassSplitter(shuffle=True, num_train_per_class=num_shots,
                                                   num_test_per_class=num_queries))
     if name == "Omniglot":
-        kwargs["use_vinyals_split"] = True
+        if omniglot_split == "vinyals":
+            kwargs["use_vinyals_split"] = True
         if split in ("train", "val"):      # as the original: rotated copies are new classes
             kwargs["class_augmentations"] = [Rotation([90, 180, 270])]
+    if name == FOLDER:
+        kwargs["grayscale"] = grayscale
     needs_files = name in LAYOUT
-    if needs_files and not download and not all(
-            os.path.isfile(p) for p in expected_files(name, root, split)):
-        raise DataUnavailable(_missing_message(name, root, split, download))
-    files = expected_files(name, root, split) if needs_files else [root]
+    files = expected_files(name, root, split, omniglot_split) if needs_files else [root]
+    if needs_files and not download and not all(os.path.isfile(p) for p in files):
+        raise DataUnavailable(_missing_message(name, root, split, download, omniglot_split))
     try:
-        dataset = _dataset_class(name)(root, download=download and needs_files, **kwargs)
+        dataset = _dataset_class(name, omniglot_split)(
+            root, **kwargs, **({"download": download} if needs_files else {}))
+    except DataUnavailable as err:    # e.g. Google Drive refused (utils/data/drive.py)
+        raise DataUnavailable(f"{err}{_build_hint(name, root)}") from err
     except Exception as err:  # torchmeta raises RuntimeError/OSError/URLError variously
         if needs_files and not all(os.path.isfile(p) for p in files):
-            raise DataUnavailable(_missing_message(name, root, split, download)) from err
+            raise DataUnavailable(_missing_message(name, root, split, download,
+                                                   omniglot_split)) from err
         raise DataUnavailable(_unreadable_message(name, split, files, err)) from err
     check_task_size(dataset, name, split, num_ways, num_shots + num_queries, files)
     follow_global_numpy_rng(dataset)
@@ -168,7 +223,7 @@ def _unreadable_message(name, split, files, err):
     return (f"{name} ({split}) could not be read: {', '.join(culprits)} "
             f"{'is' if len(culprits) == 1 else 'are'} corrupt, truncated or not in "
             f"torchmeta's format ({type(err).__name__}: {err}). Delete and re-create "
-            f"{'it' if len(culprits) == 1 else 'them'} (see README, 'Data').")
+            f"{'it' if len(culprits) == 1 else 'them'} (see README, 'Getting the data').")
 
 
 def _missing_classes(class_dataset, err):
@@ -194,7 +249,7 @@ def check_task_size(dataset, name, split, num_ways, per_class, files=()):
         raise DataUnavailable(
             f"{name} ({split}): the labels file does not match the data file "
             f"({', '.join(files)}): {_missing_classes(class_dataset, err)}; re-create both "
-            "files together (see README, 'Data').") from err
+            "files together (see README, 'Getting the data').") from err
     except Exception as err:
         raise DataUnavailable(_unreadable_message(name, split, files, err)) from err
     finally:
@@ -202,13 +257,21 @@ def check_task_size(dataset, name, split, num_ways, per_class, files=()):
             class_dataset.close()
         except Exception:      # torchmeta's close() fails when the file never opened
             pass
+    # Folder datasets name the folders to fix.
+    split_folder = getattr(class_dataset, "split_folder", None)
+    where = f" ({split_folder})" if split_folder else ""
     if num_ways > num_classes:
         raise DataUnavailable(f"--num_ways {num_ways} exceeds the {num_classes} classes of "
-                              f"{name}'s {split} split")
+                              f"{name}'s {split} split{where}")
     if sizes and min(sizes) < per_class:
+        small = [i for i, n in enumerate(sizes) if n < per_class]
+        named = ""
+        if split_folder:
+            more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+            named = ": " + ", ".join(class_dataset.class_folder(i) for i in small[:3]) + more
         raise DataUnavailable(
             f"{name}'s {split} split has classes with only {min(sizes)} images, fewer than "
-            f"--num_shots_train + --num_shots_test = {per_class}")
+            f"--num_shots_train + --num_shots_test = {per_class}{named}")
 
 
 def _ignore_sigint(_worker_id):
@@ -237,7 +300,8 @@ def build_loaders(config, device="cpu", splits=SPLITS, dataset=None):
     loaders = {}
     for split in splits:
         ds = meta_dataset(name, split, config.data_folder, config.num_ways, config.num_shots,
-                          config.num_queries, config.data_aug, config.download)
+                          config.num_queries, config.data_aug, config.download,
+                          config.image_size, config.grayscale, config.omniglot_split)
         batch = config.batch_size if split == "train" else config.test_batch_size
         if config.sampler == "device":
             from utils.data.device_sampler import DeviceTaskLoader
