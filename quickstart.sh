@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup + run. Creates/reuses .venv in the repo, installs requirements.txt,
-# then torchmeta 1.8.0 with --no-deps (it pins an old torch; see utils/torchmeta_compat.py).
+# then torchmeta 1.8.0 with --no-deps (it pins an old torch; see utils/data/torchmeta_compat.py).
 #   bash quickstart.sh demo   # a few CPU minutes: sparse-MAML learns on built-in data
-#   bash quickstart.sh test   # the test suite (what CI runs)
+#   bash quickstart.sh test   # lint (ruff) and the test suite (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -17,6 +17,6 @@ cmd=${1:-demo}
 shift || true
 case "$cmd" in
     demo) exec "$PY" train.py --config configs/demo_strokes.json "$@" ;;
-    test) exec "$PY" -m pytest "$@" ;;
+    test) "$PY" -m ruff check . && exec "$PY" -m pytest "$@" ;;
     *) echo "usage: bash quickstart.sh {demo|test} [extra args]" >&2; exit 2 ;;
 esac

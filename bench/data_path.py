@@ -15,9 +15,10 @@ import time
 
 import torch
 
+# ``python bench/data_path.py`` from anywhere: the library sits one folder up.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from train import parse_args  # noqa: E402
-from utils.data import build_loaders  # noqa: E402
+from utils import cli  # noqa: E402
+from utils.data.loaders import build_loaders  # noqa: E402
 
 
 def rate(loader, batches, device):
@@ -54,11 +55,10 @@ def main(argv=None):
     setups = [(f"torchmeta, {w} workers", ["--num_workers", str(w)]) for w in opts.workers]
     setups.append(("device", ["--sampler", "device"]))
     for name, extra in setups:
-        args = parse_args(flags + extra)
+        data = cli.resolve(cli.parse_args(flags + extra)).data
         torch.manual_seed(0)
         start = time.perf_counter()
-        loader = build_loaders(args, pin_memory=device.type == "cuda", splits=(opts.split,),
-                               device=device)[opts.split]
+        loader = build_loaders(data, device, splits=(opts.split,))[opts.split]
         setup = time.perf_counter() - start
         tasks_per_s, _ = rate(loader, opts.batches, device)
         print(json.dumps({"sampler": name, "dataset": opts.dataset, "split": opts.split,

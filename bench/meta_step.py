@@ -19,8 +19,17 @@ import time
 
 import torch
 
+# ``python bench/meta_step.py`` from anywhere: the library sits one folder up.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from train import build, parse_args  # noqa: E402
+from maml.factory import build_learner  # noqa: E402
+from utils import cli  # noqa: E402
+
+
+def build(args):
+    return build_learner(cli.learner_config(args))
+
+
+parse_args = cli.parse_args
 
 # Paper settings: ConvNet sparse-MAML (meta-batch 2), ResNet-12 sparse-ReLU-MAML (meta-batch 1).
 SETUPS = {
@@ -120,8 +129,8 @@ def measure(learners, batches, repeats, rounds, device, warmup):
     for round_ in range(rounds):
         for name, learner in learners.items():
             for phase, b in batches.items():
-                fn = ((lambda: learner.step(b)) if phase == "train"
-                      else (lambda: learner.evaluate(b)))
+                fn = ((lambda learner=learner, b=b: learner.step(b)) if phase == "train"
+                      else (lambda learner=learner, b=b: learner.evaluate(b)))
                 seconds = timed(fn, repeats, device, warmup if round_ == 0 else 0)
                 rate = repeats * len(b["train"][0]) / seconds
                 best[(name, phase)] = max(rate, best.get((name, phase), 0.0))
@@ -131,7 +140,7 @@ def measure(learners, batches, repeats, rounds, device, warmup):
 def gradients(learner, batch):
     learner.zero_grad()
     tasks = learner.tasks(batch)
-    learner.engine.train_tasks(tasks, [learner.gradient_steps] * len(tasks))
+    learner.engine.train_tasks(tasks, [learner.config.inner.steps] * len(tasks))
     params = list(learner.model.parameters()) + list(learner.mask.parameters())
     return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
 
@@ -143,7 +152,7 @@ def agreement(argv, batch):
         torch.manual_seed(0)
         grads.append(gradients(build(parse_args(argv + ["--engine", engine])), batch))
     scale = max(float(g.abs().max()) for g in grads[0])
-    return max(float((a - b).abs().max()) for a, b in zip(*grads)) / scale
+    return max(float((a - b).abs().max()) for a, b in zip(*grads, strict=True)) / scale
 
 
 def main(argv=None):

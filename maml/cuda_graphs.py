@@ -30,7 +30,7 @@ class _Slot:
         self.params = {n: t.detach().clone() for n, t in theta0.items()}
         self.masks = {n: m.detach().clone() for n, m in masks.items()}
         self.x, self.y = x.clone(), y.clone()
-        self.sums = engine.start_sums(self.params) if need_sums else None
+        self.sums = engine.start_sums(self.params, self.masks) if need_sums else None
 
     def step(self):
         self.engine.inner_step_(self.params, self.sums, self.masks, self.x, self.y,
@@ -43,18 +43,16 @@ class _Slot:
             self.masks[n].copy_(m)
         self.x.copy_(x)
         self.y.copy_(y)
-        weight = self.engine.rule.mask_mode == "weight"
-        for acc in (self.sums or {}).values():
-            acc[0].zero_()
-            if weight:
-                acc[1].fill_(1.0)
+        for name, sums in (self.sums or {}).items():
+            self.engine.rule.mode_for(self.masks, name).reset_sums_(sums)
 
     def results(self):
         # Clones: the buffers are overwritten by the next task.
         params = {n: t.clone() for n, t in self.params.items()}
         if self.sums is None:
             return params, None
-        return params, {n: [a.clone() for a in acc] for n, acc in self.sums.items()}
+        return params, {n: {k: t.clone() for k, t in sums.items()}
+                        for n, sums in self.sums.items()}
 
 
 class _StaticSteps:
@@ -91,7 +89,7 @@ class _StaticSteps:
             torch.cuda.set_stream(previous)
             first = f" (first: {err.__context__})" if err.__context__ is not None else ""
             raise RuntimeError(f"{err}{first}") from err
-        for slot, saved in zip(self.slots, backup):
+        for slot, saved in zip(self.slots, backup, strict=True):
             for n, t in saved.items():
                 slot.params[n].copy_(t)
         return graph
@@ -105,7 +103,7 @@ class _StaticSteps:
         for stream in streams:
             stream.wait_stream(origin)
         try:
-            for slot, stream in zip(self.slots, streams):
+            for slot, stream in zip(self.slots, streams, strict=True):
                 with torch.cuda.stream(stream):
                     slot.step()
         finally:            # an unjoined stream would make the capture itself fail
@@ -115,7 +113,7 @@ class _StaticSteps:
     @torch.no_grad()
     def run(self, tasks, steps):
         """tasks: [(theta0, masks, x, y)] (as many as slots) -> [(theta_T, sums)]."""
-        for slot, task in zip(self.slots, tasks):
+        for slot, task in zip(self.slots, tasks, strict=True):
             slot.load(*task)
         for _ in range(steps):
             if self.graph is not None:
@@ -161,7 +159,8 @@ class InnerStepGraphs:
                                 self._streams(len(group)) if use_graphs else ())
         except RuntimeError as err:     # capture is best effort: fall back to eager
             warnings.warn(f"CUDA-graph capture failed for support shape {tuple(x.shape)} "
-                          f"x {len(group)} tasks ({err}); using eager inner steps from now on")
+                          f"x {len(group)} tasks ({err}); using eager inner steps from now on",
+                          stacklevel=2)
             self.failed = True
             return _StaticSteps(self.engine, group, False, need_sums)
 

@@ -1,53 +1,32 @@
-"""The inner loop's rules (Sec. 3 of the paper) and its reference implementation.
+"""The inner loop (Sec. 3 of the paper): which parameters adapt, and the reference loop.
 
-Parameters travel as a dict {name: tensor} and the backbone is evaluated with
-``torch.func.functional_call``, so adapting, masking and the outer gradient are plain
-tensor arithmetic on that dict: no MetaModule, no in-place surgery on modules.
+Parameters travel as a dict {name: tensor}; the mask mode (``maml/mask_modes.py``) says
+how m enters each step, so masking is one call per parameter.
 """
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call
+
+from maml import functional
+from maml.mask_modes import MaskMode, NoMask
 
 
 @dataclass(frozen=True)
 class InnerLoopRule:
-    """What adapts in the inner loop, and how.
-
-    names: inner-loop parameter names (the others stay theta_0 during adaptation).
-    step_size: alpha. mask_mode: None, "gradient" (sparse-MAML and Meta-SGD kinds) or
-    "weight" (``--weight_mask``). lr_mask: m is a per-parameter learning rate (every mask
-    kind but binary): alpha is then not applied.
-    """
+    """What adapts in the inner loop (``names``; the others stay theta_0) and how (``mode``)."""
 
     names: Tuple[str, ...]
-    step_size: float = 0.1
-    mask_mode: Optional[str] = None
-    lr_mask: bool = False
+    mode: MaskMode
 
-    def update(self, name, theta, grad, mask):
-        """theta_t from theta_{t-1} and g_t for one parameter (any shape).
-
-        binary gradient mask: theta - alpha * (m * g)    (Eq. 3)
-        learning-rate masks:  theta - m * g              (Meta-SGD style)
-        weight mask:          (theta - alpha * g) * m
-        no mask:              theta - alpha * g          (MAML)
-        """
-        if mask is None or self.mask_mode is None:
-            return theta - self.step_size * grad
-        if self.mask_mode == "weight":
-            return (theta - self.step_size * grad) * mask
-        if self.lr_mask:
-            return theta - grad * mask
-        return theta - self.step_size * (grad * mask)
+    def mode_for(self, masks, name):
+        """The mode of one parameter: ``mode``, or plain MAML where no mask covers it (with
+        PLUS, conv biases have no mask)."""
+        return self.mode if name in masks else NoMask(self.mode.step_size)
 
     def initial(self, theta, masks):
-        """theta_0: theta, or theta * m with ``--weight_mask``."""
-        if self.mask_mode != "weight" or not masks:
-            return dict(theta)
-        return {n: p * masks[n] if n in masks else p for n, p in theta.items()}
+        """theta_0 for every parameter of ``theta`` {name: tensor} given masks {name: m}."""
+        return {n: self.mode.initial(p, masks[n]) if n in masks else p for n, p in theta.items()}
 
 
 def inner_loop_names(named_parameters, resnet=False, no_bn=False, no_downsample=False,
@@ -74,26 +53,20 @@ def inner_loop_names(named_parameters, resnet=False, no_bn=False, no_downsample=
     return names
 
 
-def support_loss(model, params, x, y):
-    """Cross-entropy of the backbone with parameters ``params`` on (x [N, C, H, W], y [N])."""
-    return F.cross_entropy(functional_call(model, params, (x,)), y)
-
-
 def adapt(model, rule, params, masks, x, y, steps, create_graph=False):
     """Reference inner loop: ``steps`` gradient steps on the support set (x, y).
 
-    params: {name: theta_0}; masks: {name: m} or None. First order by default: each g_t
-    is a constant (no ``create_graph``) while the update stays differentiable, so the
-    outer gradient reaches theta through the identity path and phi through m at every
-    step, as the original. ``create_graph=True`` gives full second-order MAML.
-    Returns {name: theta_T}.
+    params: {name: theta_0}; masks: {name: m} (empty without a mask). First order by
+    default: each g_t is a constant (no ``create_graph``) while the update stays
+    differentiable, so the outer gradient reaches theta through the identity path and
+    phi through m at every step, as the original. ``create_graph=True`` gives full
+    second-order MAML. Returns {name: theta_T}.
     """
-    masks = masks or {}
     for _ in range(steps):
-        loss = support_loss(model, params, x, y)
+        loss = functional.loss(model, params, x, y)
         grads = torch.autograd.grad(loss, [params[n] for n in rule.names],
                                     create_graph=create_graph)
         params = dict(params)
-        for name, grad in zip(rule.names, grads):
-            params[name] = rule.update(name, params[name], grad, masks.get(name))
+        for name, grad in zip(rule.names, grads, strict=True):
+            params[name] = rule.mode_for(masks, name).update(params[name], grad, masks.get(name))
     return params

@@ -36,12 +36,23 @@ class _ReluStraightThrough(torch.autograd.Function):
         return grad_output
 
 
+def sign_straight_through(x):
+    """sign(x) forward, identity backward (any shape)."""
+    return _SignStraightThrough.apply(x)
+
+
+def relu_straight_through(x):
+    """ReLU(x) forward, identity backward (any shape): negative inputs still get gradient,
+    so a parameter whose rate or mask is switched off can come back."""
+    return _ReluStraightThrough.apply(x)
+
+
 def mask_value(logits, kind):
     """m(phi) for one logit tensor (any shape); see the module docstring for the kinds."""
     if kind == "binary":
-        return 0.5 * (_SignStraightThrough.apply(logits) + 1)
+        return 0.5 * (sign_straight_through(logits) + 1)
     if kind == "relu_through":
-        return _ReluStraightThrough.apply(logits)
+        return relu_straight_through(logits)
     if kind == "relu":
         return torch.relu(logits)
     if kind == "linear":
@@ -54,6 +65,9 @@ def mask_value(logits, kind):
 def is_learning_rate_kind(kind):
     """Whether m is a per-parameter learning rate (the step size alpha is then not applied)."""
     return kind != "binary"
+
+
+INITS = ("uniform", "kaiming", "constant", "meta_sgd")
 
 
 def init_mask_logits_(logits, init="uniform", step_size=0.1, init_shift=0.0):
@@ -93,7 +107,7 @@ class GradientMask(nn.Module):
         self.mask_plus = mask_plus
         self.names = []
         self.weight_mask_list = nn.ParameterList()
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             if mask_plus is not None and "conv" in name:
                 continue
             logits = nn.Parameter(torch.zeros(shape))
@@ -103,7 +117,7 @@ class GradientMask(nn.Module):
 
     def logits(self):
         """{name: phi} for the parameters with their own logits."""
-        return dict(zip(self.names, self.weight_mask_list))
+        return dict(zip(self.names, self.weight_mask_list, strict=True))
 
     def forward(self):
         masks = {name: mask_value(phi, self.kind) for name, phi in self.logits().items()}
@@ -143,7 +157,7 @@ class GradientMaskPlus(nn.Module):
         z = torch.randn_like(scale) * scale + offset
         rows = self.alphas(z).reshape(sum(self.layer_sizes), self.row_size)
         masks, start = {}, 0
-        for name, c_in in zip(self.names, self.layer_sizes):
+        for name, c_in in zip(self.names, self.layer_sizes, strict=True):
             a = rows[start:start + c_in].reshape(self.out_channels, c_in,
                                                  self.kernel_size, self.kernel_size)
             masks[name] = mask_value(a + self.shift, self.kind)

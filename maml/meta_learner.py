@@ -8,6 +8,10 @@ import math
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from maml.engine import Task
+from maml.masks import mask_sparsity
 
 
 class NonFiniteError(RuntimeError):
@@ -22,38 +26,33 @@ def build_optimizer(params, name, lr, momentum):
 
 
 class MetaLearner:
-    def __init__(self, model, mask, rule, engine, optimizer_theta, optimizer_mask=None,
-                 gradient_steps=35, gradient_steps_test=35, gradient_step_sampling=0,
-                 clamp_outer_gradients=False, skip_nonfinite=False, device="cpu",
-                 channels_last=False):
+    """Backbone (theta), mask (phi, or None), engine and optimizers, as ``build_learner``
+    assembles them from ``config`` (a ``LearnerConfig``)."""
+
+    def __init__(self, model, mask, engine, optimizer_theta, optimizer_mask=None, *, config):
         self.model = model
         self.mask = mask
-        self.rule = rule
         self.engine = engine
+        self.rule = engine.rule
         self.optimizer_theta = optimizer_theta
         self.optimizer_mask = optimizer_mask
-        self.gradient_steps = gradient_steps
-        self.gradient_steps_test = gradient_steps_test
-        self.gradient_step_sampling = gradient_step_sampling
-        self.clamp_outer_gradients = clamp_outer_gradients
-        self.skip_nonfinite = skip_nonfinite
-        self.device = torch.device(device)
-        self.channels_last = channels_last
+        self.config = config
+        self.device = torch.device(config.device)
         self.skipped_steps = 0
 
     def tasks(self, batch):
         """Split a torchmeta batch into per-task (x_support, y_support, x_query, y_query)."""
         (xs, ys), (xq, yq) = batch["train"], batch["test"]
         xs, ys, xq, yq = (t.to(self.device, non_blocking=True) for t in (xs, ys, xq, yq))
-        if self.channels_last:      # a 4-D layout: convert each task's [N, C, H, W]
+        if self.config.engine.channels_last:     # convert each task's [N, C, H, W]
             fmt = torch.channels_last
-            return [(xs[i].contiguous(memory_format=fmt), ys[i],
+            return [Task(xs[i].contiguous(memory_format=fmt), ys[i],
                      xq[i].contiguous(memory_format=fmt), yq[i]) for i in range(xs.shape[0])]
-        return [(xs[i], ys[i], xq[i], yq[i]) for i in range(xs.shape[0])]
+        return [Task(xs[i], ys[i], xq[i], yq[i]) for i in range(xs.shape[0])]
 
     def sample_steps(self, n_tasks):
         """Inner steps per task: uniform on [T - r, T + r] (``--gradient_step_sampling r``)."""
-        r, t = self.gradient_step_sampling, self.gradient_steps
+        r, t = self.config.inner.step_sampling, self.config.inner.steps
         return [int(np.random.randint(t - r, t + r + 1)) for _ in range(n_tasks)]
 
     def parameters(self):
@@ -78,7 +77,8 @@ class MetaLearner:
         named = [(n, g) for n, g in named if g is not None]
         stats = torch.stack([loss.detach().double(), accuracy.detach().double()]
                             + [g.detach().double().sum() for _, g in named]).tolist()
-        sums = dict(zip(["query loss"] + [n for n, _ in named], [stats[0]] + stats[2:]))
+        sums = dict(zip(["query loss"] + [n for n, _ in named], [stats[0]] + stats[2:],
+                        strict=True))
         bad = [n for n, v in sums.items() if not math.isfinite(v)]
         return stats[0], stats[1], bad
 
@@ -95,12 +95,12 @@ class MetaLearner:
         loss, accuracy, bad = self.finite_check(loss, torch.stack(accuracies).mean())
         if bad:
             self.zero_grad()
-            if not self.skip_nonfinite:
+            if not self.config.outer.skip_nonfinite:
                 raise NonFiniteError("non-finite " + ", ".join(bad[:3])
                                      + (" ..." if len(bad) > 3 else ""))
             self.skipped_steps += 1
             return {"loss": float("nan"), "accuracy": float("nan"), "skipped": True}
-        if self.clamp_outer_gradients:
+        if self.config.outer.clamp_gradients:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.clamp_(-10.0, 10.0)
@@ -113,7 +113,7 @@ class MetaLearner:
         """Per-task (query losses, accuracies) as device tensors: no host sync, so an
         evaluation loop keeps many tasks in flight and synchronises once at its end."""
         self.model.train()     # BatchNorm uses batch statistics at test time too
-        losses, accuracies = self.engine.eval_tasks(self.tasks(batch), self.gradient_steps_test)
+        losses, accuracies = self.engine.eval_tasks(self.tasks(batch), self.config.inner.steps_test)
         return losses.float(), accuracies.float()
 
     def evaluate(self, batch):
@@ -121,3 +121,20 @@ class MetaLearner:
         losses, accs = self.evaluate_tensors(batch)
         return {"accuracies": accs.tolist(), "accuracy": float(accs.mean()),
                 "loss": float(losses.mean())}
+
+    def evaluate_batches(self, loader, num_batches, desc=None):
+        """Per-task query accuracies [floats] over the first ``num_batches`` batches of
+        ``loader``, with one host sync at the end."""
+        accuracies = []
+        for i, batch in enumerate(tqdm(loader, total=num_batches, desc=desc, leave=False)):
+            if i >= num_batches:
+                break
+            accuracies.append(self.evaluate_tensors(batch)[1])
+        return torch.cat(accuracies).tolist() if accuracies else []
+
+    def sparsity(self):
+        """({name: fraction of zeros in m}, overall fraction), or ({}, None) without a mask."""
+        if self.mask is None:
+            return {}, None
+        with torch.no_grad():
+            return mask_sparsity(self.mask())

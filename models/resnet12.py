@@ -42,7 +42,8 @@ class ResNet12(nn.Module):
         channels = [64, 160, 320, 640] if big else [64, 128, 256, 512]
         pools = [(True, 0), (True, 0), (True, 1), (False, 0)]
         inputs = [in_channels] + channels[:-1]
-        for i, (c_in, c_out, (pool, pad)) in enumerate(zip(inputs, channels, pools), 1):
+        layers = zip(inputs, channels, pools, strict=True)
+        for i, (c_in, c_out, (pool, pad)) in enumerate(layers, 1):
             # nn.Sequential wrapper keeps the original's "layerK.0." key prefix.
             setattr(self, f"layer{i}", nn.Sequential(BasicBlock(c_in, c_out, pool, pad)))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from maml.factory import build_learner
+from utils import cli
+
 FAKE_CLASSES_PER_SPLIT = 6
 FAKE_IMAGES_PER_CLASS = 20
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -29,7 +32,7 @@ def write_fake_miniimagenet(root, classes_per_split=FAKE_CLASSES_PER_SPLIT,
         names = [f"n{s}{c:07d}" for c in range(classes_per_split)]
         with h5py.File(folder / f"{split}_data.hdf5", "w") as f:
             group = f.create_group("datasets")
-            for c, name in enumerate(names):
+            for name in names:
                 # Each class has its own mean colour, so a classifier can beat chance.
                 colour = rng.integers(30, 226, size=3)
                 noise = rng.normal(0, 25, size=(images_per_class, 84, 84, 3))
@@ -87,3 +90,22 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+def learner_for(args):
+    """The MetaLearner of parsed train.py flags (``cli.parse_args``), from torch's RNG."""
+    return build_learner(cli.learner_config(args))
+
+
+def learner_from_flags(flags, seed=0):
+    """A MetaLearner for train.py flags, its parameters drawn after ``torch.manual_seed``."""
+    torch.manual_seed(seed)
+    return build_learner(cli.resolve(cli.parse_args(list(flags))).learner)
+
+
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory):
+    """Runs the entry scripts as programs (``tests/scripts.py``), one zygote per session."""
+    from tests.scripts import Zygote
+    with Zygote(tmp_path_factory.mktemp("zygote")) as z:
+        yield z

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from maml.methods import METHODS
 from utils import cli
+from utils.cli.methods import METHODS
 
 # Every flag of the authors' parser with its default there (out_dir: the original's
 # sentinel "out_dir_default" means "make a folder", which is None here).
@@ -205,3 +205,84 @@ def test_run_config_json_is_accepted_as_config(tmp_path):
 ])
 def test_config_values_outside_choices_or_not_bool_exit_2(tmp_path, values):
     assert exit_code(["--config", write_json(tmp_path / "c.json", values)]) == 2
+
+
+def test_every_boolean_flag_has_a_no_form_that_undoes_a_config(tmp_path):
+    booleans = [a for a in cli.get_parser()._actions
+                if isinstance(a, argparse.BooleanOptionalAction)]
+    assert {"--no-second_order", "--no-gradient_mask", "--no-tensorboard"} <= {
+        s for a in booleans for s in a.option_strings}
+    assert all(f"--no-{a.dest}" in a.option_strings for a in booleans)
+    config = write_json(tmp_path / "c.json", {"method": "maml", "second_order": True,
+                                             "checkpoint_models": True})
+    args = cli.parse_args(["--config", config, "--no-second_order", "--no-checkpoint_models"])
+    assert args.second_order is False and args.checkpoint_models is False
+    assert args.engine == "fast"
+
+
+def test_method_presets_sit_between_the_config_and_explicit_flags(tmp_path):
+    config = write_json(tmp_path / "c.json", {"gradient_mask": True, "meta_relu_through": True,
+                                             "meta_constant_init": True, "epochs": 3})
+    args = cli.parse_args(["--config", config, "--method", "maml"])   # the preset wins ...
+    assert args.method == "maml" and not args.gradient_mask and args.epochs == 3
+    args = cli.parse_args(["--method", "sparse-maml", "--gradient_mask_plus"])   # ... explicit
+    assert args.gradient_mask and args.gradient_mask_plus and args.method == "sparse-maml"
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["--method", "sparse-relu-maml", "--no-meta_constant_init"], "not --method sparse-relu"),
+    (["--gradient_mask", "--kaiming_init", "--meta_constant_init"], "--kaiming_init has no"),
+    (["--gradient_mask", "--kaiming_init", "--meta_sgd_init"], "--kaiming_init has no"),
+    (["--gradient_mask", "--meta_constant_init", "--init_shift", "0.5"], "--init_shift shifts"),
+    (["--gradient_mask", "--meta_sgd_init", "--init_shift", "0.5"], "--init_shift shifts"),
+    (["--kaiming_init"], "initialises the mask logits"),
+    (["--meta_constant_init"], "initialises the mask logits"),
+    (["--init_shift", "0.2"], "it needs --gradient_mask"),
+    (["--gradient_mask", "--plus_output_shift", "0.1"], "needs --gradient_mask_plus"),
+    (["--anil", "--no_bn_in_inner_loop"], "--anil adapts the classifier only"),
+    (["--dataset", "Strokes", "--data_aug"], "does nothing for Strokes"),
+    (["--mask_mode", "none", "--gradient_mask"], "learns no mask"),
+    (["--mask_mode", "gradient", "--weight_mask"], "selects the weight mode"),
+])
+def test_combinations_that_would_do_nothing_are_errors(argv, reason, capsys):
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert reason in err and len(err.strip().splitlines()[-1]) < 250
+
+
+def test_init_shift_with_a_constant_init_is_allowed_for_plus():
+    args = cli.parse_args(["--gradient_mask", "--gradient_mask_plus", "--meta_constant_init",
+                           "--init_shift", "0.5"])
+    assert args.method == "sparse-maml-plus"
+
+
+def test_task_streams_without_cuda_is_an_error(capsys):
+    args = cli.parse_args(["--task_streams", "2", "--dont_use_cuda"])
+    with pytest.raises(SystemExit) as info:
+        cli.resolve(args)
+    assert info.value.code == 2 and "--task_streams" in capsys.readouterr().err
+
+
+def test_resolve_fills_the_typed_config_once():
+    args = cli.parse_args(["--method", "sparse-relu-maml", "--dataset", "Strokes",
+                           "--amp", "bf16", "--compile", "--channels_last", "--dont_use_cuda",
+                           "--resnet", "--gradient_steps", "7", "--step_size", "0.05"])
+    config = cli.resolve(args)
+    assert 0 <= config.seed < 2 ** 31 and config.flags["seed"] == config.seed
+    assert config.out_dir.startswith("runs") and config.flags["out_dir"] == config.out_dir
+    assert "resume" not in config.flags and args.seed == -1     # args are not mutated
+    learner = config.learner
+    assert (learner.mask.mode, learner.mask.kind, learner.mask.init) == (
+        "learning_rate", "relu_through", "constant")
+    assert (learner.engine.amp, learner.engine.compile, learner.engine.channels_last) == (
+        "bf16", True, True)
+    assert learner.backbone.resnet and (learner.backbone.in_channels,
+                                        learner.backbone.image_size) == (1, 28)
+    assert (learner.inner.steps, learner.inner.step_size, learner.device) == (7, 0.05, "cpu")
+    assert config.data.dataset == "Strokes" and config.schedule.epochs == 300
+
+
+def test_a_resumed_run_reuses_its_recorded_seed(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"args": {"seed": 1234}}))
+    args = cli.parse_args(["--resume", "--out_dir", str(tmp_path)])
+    assert cli.resolve(args).seed == 1234

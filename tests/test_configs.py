@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+from tests.conftest import learner_for
+from utils import cli
 from utils.report import PAPER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def one_thread():
 
 
 def _args(path, *extra):
-    return train.parse_args(["--config", str(path), "--dont_use_cuda", *extra])
+    return cli.parse_args(["--config", str(path), "--dont_use_cuda", *extra])
 
 
 def _doc(path):
@@ -56,7 +57,7 @@ def test_config_files_exist():
 @pytest.mark.parametrize("path", CONFIGS, ids=_id)
 def test_every_config_parses_and_builds(path):
     args = _args(path)
-    learner = train.build(args)
+    learner = learner_for(args)
     assert sum(p.numel() for p in learner.model.parameters()) > 0
     assert (learner.mask is not None) == (args.gradient_mask or args.weight_mask)
 
@@ -117,7 +118,7 @@ def test_cells_with_an_original_command_match_it():
     assert len(commands) == 8
     for cell, flags in commands.items():
         ours = vars(_args(REPO / "configs" / "miniimagenet" / f"{cell}.json"))
-        theirs = vars(train.parse_args(flags + ["--dont_use_cuda"]))
+        theirs = vars(cli.parse_args(flags + ["--dont_use_cuda"]))
         differ = {k for k in ours if ours[k] != theirs[k]} - BOOKKEEPING
         # The one intended difference: the original's "1-shot" ConvNet runs are 5-shot.
         expected = {"num_shots_train"} if cell.startswith("convnet_1shot") else set()
@@ -127,11 +128,16 @@ def test_cells_with_an_original_command_match_it():
 
 
 @pytest.mark.parametrize("path", QUICK, ids=_id)
-def test_quick_config_trains_end_to_end(path, tmp_path):
+def test_quick_config_trains_end_to_end(path, tmp_path, zygote):
     out = tmp_path / "run"
-    assert train.main(["--config", str(path), "--dont_use_cuda", "--out_dir", str(out)]) == 0
+    argv = ["--config", str(path), "--dont_use_cuda", "--out_dir", str(out)]
+    assert zygote.run("train.py", argv).code == 0
     results = json.loads((out / "results.json").read_text())
-    assert 0.0 <= results["test_accuracy"] <= 1.0
+    args = _args(path)
+    assert results["num_test_tasks"] == args.batches_test * args.test_batch_size
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    test_rows = {r["epoch"]: r["accuracy"] for r in rows if r["phase"] == "test"}
+    assert test_rows[results["best_epoch"]] == pytest.approx(results["test_accuracy"])
     assert (out / "best.pt").is_file() and (out / "classifier.pth").is_file()
     recorded = json.loads((out / "config.json").read_text())["args"]
     assert recorded["dataset"] == "Strokes"

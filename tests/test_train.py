@@ -1,13 +1,14 @@
-"""End-to-end ``train.main`` runs on tiny settings: run-folder outputs, data errors, presets."""
+"""End-to-end ``python train.py`` runs on tiny settings: run-folder outputs, data errors,
+presets, the validation / test schedule."""
 import json
 import math
-import signal
 
 import pytest
 import torch
 
-import train
-from maml.methods import METHODS
+from tests.conftest import learner_for
+from utils import cli
+from utils.cli.methods import METHODS
 
 TB_TAGS = ("Training Loss", "Training Accuracy", "Val Accuracy", "Test Accuracy",
            "zeros (%) in group features.layer1.conv.weight", "mean zeros (%)")
@@ -22,26 +23,18 @@ def events_files(out_dir):
 
 
 @pytest.fixture(scope="module")
-def mini_run(fake_miniimagenet, quick_args, tmp_path_factory):
-    """(argv, out_dir, exit code) of one sparse-MAML run on the fabricated MiniImageNet;
-    also records the SIGINT/SIGTERM handlers before and after the run."""
+def mini_run(fake_miniimagenet, quick_args, tmp_path_factory, zygote):
+    """(argv, out_dir, Result) of one sparse-MAML run on the fabricated MiniImageNet."""
     out_dir = tmp_path_factory.mktemp("mini") / "run"
     argv = quick_args(out_dir, "MiniImagenet", fake_miniimagenet) + [
         "--method", "sparse-maml", "--checkpoint_models"]
-    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
-    code = train.main(argv)
-    mini_run_handlers.update(before=before,
-                             after=[signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)])
-    for sig, handler in zip((signal.SIGINT, signal.SIGTERM), before):
-        signal.signal(sig, handler)      # later tests must keep pytest's Ctrl-C
-    return argv, out_dir, code
-
-
-mini_run_handlers = {}
+    return argv, out_dir, zygote.run("train.py", argv)
 
 
 def test_mini_run_exits_0(mini_run):
-    assert mini_run[2] == 0
+    result = mini_run[2]
+    assert result.code == 0, result.stderr
+    assert "Best epoch" in result.stdout and "mean sparsity" in result.stdout
 
 
 def test_config_json_holds_args_and_versions(mini_run):
@@ -86,8 +79,10 @@ def test_results_json(mini_run):
     assert results["best_epoch"] in (0, 1)
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_ci95"] >= 0.0
     assert 0.0 <= results["mean_sparsity"] <= 1.0
-    assert "classifier.weight" in results["sparsity"]
-    assert all(0.0 <= v <= 1.0 for v in results["sparsity"].values())
+    best_train = [r for r in read_rows(out_dir)
+                  if r["phase"] == "train" and r["epoch"] == results["best_epoch"]]
+    assert results["sparsity"] == best_train[0]["sparsity_per_param"]
+    assert results["mean_sparsity"] == pytest.approx(best_train[0]["sparsity"])
     assert results["wall_clock_s"] > 0
     best_test = [r for r in read_rows(out_dir)
                  if r["phase"] == "test" and r["epoch"] == results["best_epoch"]]
@@ -98,7 +93,7 @@ def test_saved_models_load_into_model_and_mask(mini_run):
     argv, out_dir, _ = mini_run
     checkpoint = torch.load(out_dir / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 2
-    learner = train.build(train.parse_args(argv))
+    learner = learner_for(cli.parse_args(argv))
     classifier = torch.load(out_dir / "classifier.pth", weights_only=True)
     mask = torch.load(out_dir / "mask.pth", weights_only=True)
     learner.model.load_state_dict(classifier)
@@ -130,57 +125,53 @@ def test_tensorboard_scalars_and_histograms(mini_run):
     assert "mask logits/features.layer1.conv.weight" in tags["histograms"]
 
 
-def test_main_restores_signal_handlers(mini_run):
-    # main() is an importable API: the caller's Ctrl-C must work again afterwards.
-    assert mini_run_handlers["after"] == mini_run_handlers["before"]
-
-
-def test_existing_run_without_resume_exits_2(mini_run, capsys):
+def test_existing_run_without_resume_exits_2(mini_run, zygote):
     argv, out_dir, _ = mini_run
     before = {p.name: p.read_bytes() for p in out_dir.iterdir() if p.is_file()}
-    assert train.main(argv) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    result = zygote.run("train.py", argv)
+    assert result.code == 2 and "already holds a run" in result.stderr
     after = {p.name: p.read_bytes() for p in out_dir.iterdir() if p.is_file()}
     assert after == before
 
 
-def test_resnet_tiny_run(fake_miniimagenet, quick_args, tmp_path):
+def test_resnet_tiny_run(fake_miniimagenet, quick_args, tmp_path, zygote):
     out_dir = tmp_path / "run"
     argv = quick_args(out_dir, "MiniImagenet", fake_miniimagenet) + [
         "--method", "sparse-relu-maml", "--resnet", "--no_bn_in_inner_loop", "--epochs", "1",
         "--batches_train", "1", "--batches_val", "1", "--batches_test", "1",
         "--batch_size", "1", "--num_ways", "2", "--num_shots_test", "1"]
-    assert train.main(argv) == 0
+    assert zygote.run("train.py", argv).code == 0
     rows = read_rows(out_dir)
     assert [r["phase"] for r in rows if r["phase"] != "test"] == ["train", "val"]
     assert json.loads((out_dir / "results.json").read_text())["method"] == "sparse-relu-maml"
 
 
-def test_real_omniglot_tiny_run(omniglot_root, quick_args, tmp_path):
+def test_real_omniglot_tiny_run(omniglot_root, quick_args, tmp_path, zygote):
     out_dir = tmp_path / "run"
     argv = quick_args(out_dir, "Omniglot", omniglot_root) + ["--num_shots_test", "1"]
-    assert train.main(argv) == 0
+    assert zygote.run("train.py", argv).code == 0
     results = json.loads((out_dir / "results.json").read_text())
     assert results["method"] == "maml" and results["mean_sparsity"] is None
 
 
-def test_missing_data_exits_2_with_message(quick_args, tmp_path, capsys):
+def test_missing_data_exits_2_with_message(quick_args, tmp_path, zygote):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert train.main(quick_args(tmp_path / "run", "MiniImagenet", empty)) == 2
-    err = capsys.readouterr().err
+    result = zygote.run("train.py", quick_args(tmp_path / "run", "MiniImagenet", empty))
+    assert result.code == 2
+    err = result.stderr
     assert "Traceback" not in err
     assert str(empty / "miniimagenet") in err and "train_data.hdf5" in err
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_each_method_runs_one_epoch_on_strokes(method, quick_args, tmp_path):
+def test_each_method_runs_one_epoch_on_strokes(method, quick_args, tmp_path, zygote):
     out_dir = tmp_path / "run"
     argv = quick_args(out_dir) + ["--method", method, "--epochs", "1", "--batches_train", "1",
                                   "--batches_val", "1", "--batches_test", "1",
                                   "--no-tensorboard"]
-    assert train.main(argv) == 0
+    assert zygote.run("train.py", argv).code == 0
     assert not events_files(out_dir)
     config = json.loads((out_dir / "config.json").read_text())
     assert config["args"]["method"] == method
@@ -190,7 +181,7 @@ def test_each_method_runs_one_epoch_on_strokes(method, quick_args, tmp_path):
 
 
 def test_device_sampler_runs_reproducibly_and_resumes_exactly(fake_miniimagenet, quick_args,
-                                                              tmp_path):
+                                                              tmp_path, zygote):
     """``--sampler device``: two runs of one seed agree, a different seed differs, and a
     run resumed after its first epoch ends exactly where the uninterrupted one does."""
     def summary(name):
@@ -199,7 +190,7 @@ def test_device_sampler_runs_reproducibly_and_resumes_exactly(fake_miniimagenet,
     def run(name, *extra):
         argv = quick_args(tmp_path / name, "MiniImagenet", fake_miniimagenet) + [
             "--method", "sparse-maml", "--sampler", "device", "--epochs", "3"] + list(extra)
-        assert train.main(argv) == 0
+        assert zygote.run("train.py", argv).code == 0
         model = torch.load(tmp_path / name / "best.pt", weights_only=True)["model"]
         return summary(name), model
 
@@ -211,8 +202,34 @@ def test_device_sampler_runs_reproducibly_and_resumes_exactly(fake_miniimagenet,
     assert rows_b == rows and same(model_b, model)
     rows_c, model_c = run("c", "--seed", "1")
     assert not same(model_c, model)
-    assert train.main(quick_args(tmp_path / "d", "MiniImagenet", fake_miniimagenet) + [
-        "--method", "sparse-maml", "--sampler", "device", "--epochs", "1"]) == 0
-    assert train.main(["--resume", "--out_dir", str(tmp_path / "d"), "--epochs", "3"]) == 0
+    first = quick_args(tmp_path / "d", "MiniImagenet", fake_miniimagenet) + [
+        "--method", "sparse-maml", "--sampler", "device", "--epochs", "1"]
+    assert zygote.run("train.py", first).code == 0
+    assert zygote.run("train.py", ["--resume", "--out_dir", tmp_path / "d",
+                                   "--epochs", "3"]).code == 0
     assert summary("d") == rows
     assert same(torch.load(tmp_path / "d" / "best.pt", weights_only=True)["model"], model)
+
+
+def test_validation_and_test_gating_decide_the_best_model(quick_args, tmp_path, zygote):
+    """--val_start 1 --test_start 2: validation only after epoch 1, the first test (and
+    best.pt) only after epoch 2, although epoch 2's validation is the best so far."""
+    out_dir = tmp_path / "run"
+    argv = quick_args(out_dir) + ["--method", "sparse-maml", "--epochs", "4", "--val_after",
+                                  "1", "--val_start", "1", "--test_start", "2"]
+    assert zygote.run("train.py", argv).code == 0
+    rows = read_rows(out_dir)
+    assert [r["epoch"] for r in rows if r["phase"] == "val"] == [2, 3]
+    assert [r["epoch"] for r in rows if r["phase"] == "test"] == [3]
+    assert json.loads((out_dir / "results.json").read_text())["best_epoch"] == 3
+    assert (out_dir / "best.pt").is_file()
+
+
+def test_no_test_and_no_best_model_before_test_start(quick_args, tmp_path, zygote):
+    out_dir = tmp_path / "run"
+    argv = quick_args(out_dir) + ["--epochs", "2", "--test_start", "5"]
+    assert zygote.run("train.py", argv).code == 0
+    assert not [r for r in read_rows(out_dir) if r["phase"] == "test"]
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["best_epoch"] is None and results["test_accuracy"] is None
+    assert not (out_dir / "best.pt").exists()

@@ -7,8 +7,8 @@ Usage::
 Every folder below RUNS_ROOT that contains ``results.json`` (written by train.py next to
 ``config.json`` and ``metrics.jsonl``) is one run.  Runs are grouped by
 (dataset, ways, backbone, shots, method); seeds are averaged.  Markdown goes to stdout,
-warnings about unreadable runs go to stderr, and a figure of per-layer mask sparsity over
-training (one subplot per masked group, mean over seeds) is written to
+warnings about unreadable runs go to stderr, and a heatmap of mask sparsity per parameter
+tensor over epochs (one panel per masked group, mean over seeds) is written to
 ``RUNS_ROOT/sparsity_by_layer.png`` unless ``--out-png`` says otherwise.
 
 MiniImagenet 5-way runs are shown beside the numbers of von Oswald et al. (NeurIPS 2021,
@@ -23,16 +23,18 @@ from collections import defaultdict
 
 import numpy as np
 
+from utils.sparsity_figure import heatmaps
+
 METHOD_NAMES = {"maml": "MAML", "anil": "ANIL", "boil": "BOIL", "sparse-maml": "sparse-MAML",
                 "sparse-relu-maml": "sparse-ReLU-MAML", "meta-sgd": "Meta-SGD"}
 METHOD_ORDER = ["maml", "anil", "boil", "sparse-maml", "sparse-relu-maml", "meta-sgd"]
 PAPER_METHODS = METHOD_ORDER[:5]
 # (backbone, shots) -> method -> MiniImageNet 5-way test accuracy in % (None: not reported).
 PAPER = {
-    ("ConvNet", 5): dict(zip(PAPER_METHODS, [63.15, 61.50, 66.45, 67.03, 66.80])),
-    ("ConvNet", 1): dict(zip(PAPER_METHODS, [48.07, 46.70, 49.61, 50.35, 50.15])),
-    ("ResNet-12", 5): dict(zip(PAPER_METHODS, [69.36, 70.03, 70.50, 70.02, 73.01])),
-    ("ResNet-12", 1): dict(zip(PAPER_METHODS, [53.91, 55.25, None, 55.02, 56.39])),
+    ("ConvNet", 5): dict(zip(PAPER_METHODS, [63.15, 61.50, 66.45, 67.03, 66.80], strict=True)),
+    ("ConvNet", 1): dict(zip(PAPER_METHODS, [48.07, 46.70, 49.61, 50.35, 50.15], strict=True)),
+    ("ResNet-12", 5): dict(zip(PAPER_METHODS, [69.36, 70.03, 70.50, 70.02, 73.01], strict=True)),
+    ("ResNet-12", 1): dict(zip(PAPER_METHODS, [53.91, 55.25, None, 55.02, 56.39], strict=True)),
 }
 BACKBONE_ORDER = ["ConvNet", "ResNet-12", "ResNet-12 (big)"]
 CROSS_DOMAIN = ["TieredImagenet", "CUB", "CARS"]
@@ -95,10 +97,11 @@ def find_runs(root, skipped=None):
 
 
 def group_runs(runs):
-    """Group runs by (dataset, ways, backbone, shots, method); return {key: [runs sorted by seed]}."""
+    """Group runs by (dataset, ways, backbone, shots, method): {key: [runs sorted by seed]}."""
     groups = defaultdict(list)
     for run in runs:
-        groups[(run["dataset"], run["ways"], run["backbone"], run["shots"], run["method"])].append(run)
+        key = (run["dataset"], run["ways"], run["backbone"], run["shots"], run["method"])
+        groups[key].append(run)
     for key, members in groups.items():
         members.sort(key=lambda r: str(r["seed"]).zfill(12))  # numeric order for int seeds
         seeds = [r["seed"] for r in members]
@@ -123,7 +126,9 @@ def mean_ci(values, ci95_single):
 
 
 def _method_key(method):
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+    if method in METHOD_ORDER:
+        return METHOD_ORDER.index(method), ""
+    return len(METHOD_ORDER), method
 
 
 def _row_key(row):
@@ -136,6 +141,10 @@ def _group_key(key):
     return key[:2], _row_key(key[2:4]), _method_key(key[4])
 
 
+def _sorted_groups(groups):
+    return sorted(groups.items(), key=lambda kv: _group_key(kv[0]))
+
+
 def _paper_number(dataset, ways, backbone, shots, method):
     if dataset.lower() != "miniimagenet" or ways != 5:
         return None
@@ -146,8 +155,10 @@ def _summarise(members):
     """(acc %, ci %, sparsity % or None, seeds) for one group."""
     acc, ci = mean_ci([r["results"]["test_accuracy"] for r in members],
                       members[0]["results"]["test_ci95"])
-    sp = [r["results"]["mean_sparsity"] for r in members if r["results"].get("mean_sparsity") is not None]
-    return 100 * acc, 100 * ci, (100 * float(np.mean(sp)) if sp else None), [r["seed"] for r in members]
+    sp = [r["results"]["mean_sparsity"] for r in members
+          if r["results"].get("mean_sparsity") is not None]
+    sparsity = 100 * float(np.mean(sp)) if sp else None
+    return 100 * acc, 100 * ci, sparsity, [r["seed"] for r in members]
 
 
 def _table(header, rows):
@@ -194,7 +205,8 @@ def render_markdown(groups, paper=False):
                     footnotes.append(
                         f"{dataset} {ways}-way, {shots}-shot {backbone}, "
                         f"{METHOD_NAMES.get(method, method)}: {len(seeds)} seed(s) "
-                        f"{', '.join(map(str, seeds))}" + (f" [{', '.join(cell_ids)}]" if cell_ids else ""))
+                        f"{', '.join(map(str, seeds))}"
+                        + (f" [{', '.join(cell_ids)}]" if cell_ids else ""))
                 if with_paper and ref is not None:
                     text += f" (paper {ref:.2f})"
                 if members and sp is not None:
@@ -203,8 +215,7 @@ def render_markdown(groups, paper=False):
             body.append(line)
         out += _table([""] + [METHOD_NAMES.get(m, m) for m in methods], body) + [""]
     cross = []
-    for (dataset, ways, backbone, shots, method), members in sorted(groups.items(),
-                                                                    key=lambda kv: _group_key(kv[0])):
+    for (dataset, ways, backbone, shots, method), members in _sorted_groups(groups):
         domains = [r["results"].get("cross_domain") or {} for r in members]
         if dataset.lower() != "miniimagenet" or not any(domains):
             continue
@@ -228,53 +239,28 @@ def render_markdown(groups, paper=False):
     return "\n".join(out)
 
 
-def _sparsity_curves(members):
-    """{param: (epochs, mean % zeros over seeds)} from the train rows of metrics.jsonl."""
-    acc = defaultdict(lambda: defaultdict(list))
-    for run in members:
-        per_seed = defaultdict(lambda: defaultdict(list))
-        for row in run["metrics"]:
-            if row.get("phase") == "train" and row.get("sparsity_per_param") and "epoch" in row:
-                for name, frac in row["sparsity_per_param"].items():
-                    per_seed[name][row["epoch"]].append(frac)
-        for name, by_epoch in per_seed.items():
-            for epoch, fracs in by_epoch.items():
-                acc[name][epoch].append(float(np.mean(fracs)))
-    return {name: (sorted(by_epoch), [100 * np.mean(by_epoch[e]) for e in sorted(by_epoch)])
-            for name, by_epoch in acc.items()}
+def _panel_title(key, members):
+    dataset, ways, backbone, shots, method = key
+    seeds = [str(r["seed"]) for r in members]
+    listed = f": {', '.join(seeds)}" if len(seeds) <= 6 else ""
+    return (f"{METHOD_NAMES.get(method, method)}, {backbone}, {ways}-way {shots}-shot\n"
+            f"{dataset}, {len(seeds)} seed(s){listed}")
+
+
+def sparsity_figure(runs):
+    """The sparsity heatmaps (``utils.sparsity_figure.heatmaps``) of the runs' groups, one
+    panel per (dataset, ways, backbone, shots, method): ``(figure, panel_axes)`` or None."""
+    return heatmaps([(_panel_title(key, members), members)
+                     for key, members in _sorted_groups(group_runs(runs))])
 
 
 def plot_sparsity(runs, path):
-    """Plot per-layer mask sparsity over training, one subplot per masked group; return True if written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(key, len(members), _sparsity_curves(members))
-              for key, members in sorted(group_runs(runs).items(), key=lambda kv: _group_key(kv[0]))]
-    panels = [panel for panel in panels if panel[2]]
-    if not panels:
+    """Write ``sparsity_figure(runs)`` to ``path`` as PNG; return True if written."""
+    built = sparsity_figure(runs)
+    if built is None:
         return False
-    cols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.8 * nrows), squeeze=False)
-    for ax, ((dataset, ways, backbone, shots, method), seeds, curves) in zip(axes.flat, panels):
-        for name, (epochs, values) in curves.items():
-            ax.plot(epochs, values, label=name, marker="." if len(epochs) < 30 else None)
-        ax.set_title(f"{METHOD_NAMES.get(method, method)} {backbone} {ways}-way {shots}-shot\n"
-                     f"{dataset}, {seeds} seed(s)", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("% zeros in mask")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=5 if len(curves) > 8 else 7, ncol=2 if len(curves) > 8 else 1)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.suptitle("Mask sparsity by layer over training")
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    built[0].savefig(path, dpi=120)
     return True
 
 
@@ -282,9 +268,11 @@ def main(argv=None):
     """CLI entry point: print the markdown report, write the sparsity figure; return exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs_root", help="folder searched recursively for results.json")
-    parser.add_argument("--out-png", default=None, help="figure path (default RUNS_ROOT/sparsity_by_layer.png)")
+    parser.add_argument("--out-png", default=None,
+                        help="figure path (default: RUNS_ROOT/sparsity_by_layer.png)")
     parser.add_argument("--paper", action="store_true",
-                        help="show every paper row/column of the MiniImageNet table, even without runs")
+                        help="show every paper row/column of the MiniImageNet table, even "
+                             "without runs (default: %(default)s)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.runs_root):
         print(f"[report] error: {args.runs_root} is not a directory", file=sys.stderr)

@@ -22,9 +22,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.torchmeta_compat import torchmeta  # noqa: F401  (shims before torchmeta)
-from torchmeta.modules import (MetaBatchNorm2d, MetaConv2d, MetaLinear, MetaModule,
-                               MetaSequential)
+from utils.data.torchmeta_compat import (
+    MetaBatchNorm2d,
+    MetaConv2d,
+    MetaLinear,
+    MetaModule,
+    MetaSequential,
+)
 
 LEARNING_RATE_KINDS = ("relu_through", "relu", "linear", "exp")
 
@@ -90,7 +94,7 @@ class OriginalResNet12(MetaModule):
         super().__init__()
         channels = [64, 160, 320, 640] if big else [64, 128, 256, 512]
         pools = [(True, 0), (True, 0), (True, 1), (False, 0)]
-        for i, (c_out, (pool, pad)) in enumerate(zip(channels, pools)):
+        for i, (c_out, (pool, pad)) in enumerate(zip(channels, pools, strict=True)):
             c_in = in_channels if i == 0 else channels[i - 1]
             setattr(self, f"layer{i + 1}", MetaSequential(OriginalBlock(c_in, c_out, pool, pad)))
         self.classifier = MetaLinear(channels[-1], num_ways)
@@ -140,7 +144,7 @@ class OriginalMask(nn.Module):
 
     def forward(self):
         masks = {}
-        for name, phi in zip(self.names, self.weight_mask_list):
+        for name, phi in zip(self.names, self.weight_mask_list, strict=True):
             if self.kind == "relu_through":
                 masks[name] = _ReluIdentityBackward.apply(phi)
             elif self.kind == "linear":
@@ -193,7 +197,7 @@ def original_step(model, mask, inner_names, batch, optimizer_theta, optimizer_ma
             grads = torch.autograd.grad(loss, list(params.values()),
                                         create_graph=second_order)
             updated = OrderedDict()
-            for (name, p), g in zip(params.items(), grads):
+            for (name, p), g in zip(params.items(), grads, strict=True):
                 if name not in inner:
                     updated[name] = p                               # not adapted
                 elif name in m and weight_mask:

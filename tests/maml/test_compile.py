@@ -8,8 +8,9 @@ the CUDA-graph path ("emulate") with two tasks in flight.
 import pytest
 import torch
 
-import train
 from maml.fast import FastEngine
+from tests.conftest import learner_for
+from utils import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("float64")]
 
@@ -29,7 +30,7 @@ def test_compiled_inner_step_matches_eager(flags):
     learners = []
     for options in ({}, {"compile": True, "cuda_graphs": "emulate", "task_streams": 2}):
         torch.manual_seed(0)
-        learner = train.build(train.parse_args(argv))
+        learner = learner_for(cli.parse_args(argv))
         learner.model.double()
         learner.mask.double()
         learner.engine = FastEngine(learner.model, learner.mask, learner.rule, **options)
@@ -43,17 +44,8 @@ def test_compiled_inner_step_matches_eager(flags):
             params = list(learner.model.parameters()) + list(learner.mask.parameters())
             losses, accs = learner.evaluate_tensors(b)
             results.append([loss] + [p.grad for p in params] + [losses, accs])
-        for expected, got in zip(*results):
+        for expected, got in zip(*results, strict=True):
             torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
     # dynamo compiled whole graphs (fullgraph=True raises on a graph break instead of
     # running eagerly); later tests may reuse the first test's compiled entries
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
-
-
-@pytest.mark.parametrize("flags, compiled", [([], False), (["--compile"], True)])
-def test_compile_flag_reaches_the_engine(flags, compiled):
-    learner = train.build(train.parse_args(["--dataset", "Strokes", "--hidden_size", "4",
-                                            "--dont_use_cuda"] + flags))
-    engine = learner.engine
-    assert (engine.grads_fn == engine.support_grads_traceable) == compiled
-    assert (engine.step_fn == engine.step_values) != compiled

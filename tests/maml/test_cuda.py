@@ -6,7 +6,8 @@ Skipped without a GPU (CI has none); ``bench/gpu_check.sh tests`` runs this file
 import pytest
 import torch
 
-import train
+from tests.conftest import learner_for
+from utils import cli
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -36,7 +37,7 @@ def batch(tasks, seed):
 def outcomes(extra, method_flags):
     """(losses, gradients, evaluation accuracies) over three batches of four tasks."""
     torch.manual_seed(0)
-    learner = train.build(train.parse_args(BASE + method_flags + extra))
+    learner = learner_for(cli.parse_args(BASE + method_flags + extra))
     losses, grads, accuracies = [], [], []
     for seed in range(3):
         b = batch(4, seed)
@@ -64,7 +65,7 @@ def test_captured_graphs_match_eager(method_flags, extra):
     assert not learner.engine.graphs.failed, "CUDA-graph capture fell back to eager"
     assert all(s.graph is not None for s in learner.engine.graphs.steps.values())
     torch.testing.assert_close(loss_g, loss_e, rtol=1e-4, atol=1e-5)
-    for e, g in zip(grads_e, grads_g):
+    for e, g in zip(grads_e, grads_g, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
     # an accuracy moves in steps of 1/15: allow one query to flip on a near-tie
     assert (acc_g - acc_e).abs().max() <= 1 / QUERIES + 1e-6
@@ -73,7 +74,7 @@ def test_captured_graphs_match_eager(method_flags, extra):
 def median_cosine(expected, got):
     """Median over the non-trivial gradient tensors of cos(expected, got)."""
     cos = [torch.nn.functional.cosine_similarity(e.flatten(), g.flatten(), dim=0)
-           for e, g in zip(expected, got) if e.norm() > 1e-4]
+           for e, g in zip(expected, got, strict=True) if e.norm() > 1e-4]
     return torch.stack(cos).median()
 
 

@@ -7,9 +7,10 @@ step and report the same evaluation accuracies. ``--second_order`` is reference-
 import pytest
 import torch
 
-import train
 from maml.fast import FastEngine
 from maml.reference import ReferenceEngine
+from tests.conftest import learner_for
+from utils import cli
 
 CONVNET = ["--dataset", "Strokes", "--hidden_size", "8"]
 COMMON = ["--num_ways", "5", "--batch_size", "2", "--gradient_steps", "3",
@@ -51,7 +52,7 @@ def synthetic_batch(side=28, tasks=2, ways=5, query_per_class=2, seed=1):
 def build(flags, engine):
     """A learner for ``flags`` (after COMMON, so they override it) from torch seed 0."""
     torch.manual_seed(0)
-    return train.build(train.parse_args(COMMON + flags + ["--engine", engine]))
+    return learner_for(cli.parse_args(COMMON + flags + ["--engine", engine]))
 
 
 def batch_for(method, **kwargs):
@@ -64,7 +65,7 @@ def outer_grads(learner, batch):
     torch.manual_seed(123)          # the PLUS hypernetwork draws its noise per task
     learner.zero_grad()
     learner.engine.train_tasks(learner.tasks(batch),
-                               [learner.gradient_steps] * len(learner.tasks(batch)))
+                               [learner.config.inner.steps] * len(learner.tasks(batch)))
     grads = {f"theta[{n}]": p.grad for n, p in learner.model.named_parameters()}
     if learner.mask is not None:
         grads.update({f"phi[{n}]": p.grad for n, p in learner.mask.named_parameters()})
@@ -123,10 +124,10 @@ def test_one_sgd_step_and_evaluation_agree(method, float64):
         results[engine] = learner.evaluate(batch)
     assert steps["fast"]["loss"] == pytest.approx(steps["reference"]["loss"], rel=1e-10)
     ref, fast = learners["reference"], learners["fast"]
-    for (name, p), q in zip(ref.model.named_parameters(), fast.model.parameters()):
+    for (name, p), q in zip(ref.model.named_parameters(), fast.model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-10, msg=name)
     if ref.mask is not None:
-        for (name, p), q in zip(ref.mask.named_parameters(), fast.mask.parameters()):
+        for (name, p), q in zip(ref.mask.named_parameters(), fast.mask.parameters(), strict=True):
             torch.testing.assert_close(q, p, rtol=0, atol=1e-10, msg=name)
     assert results["fast"]["accuracies"] == results["reference"]["accuracies"]
     assert results["fast"]["loss"] == pytest.approx(results["reference"]["loss"], rel=1e-8)
@@ -142,15 +143,15 @@ def test_evaluate_changes_no_parameter(float64):
 
 def test_second_order_with_fast_engine_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.parse_args(["--second_order", "--engine", "fast"])
+        cli.parse_args(["--second_order", "--engine", "fast"])
     assert exit_info.value.code == 2
     assert "second_order" in capsys.readouterr().err
 
 
 def test_auto_engine_picks_reference_for_second_order_and_fast_otherwise():
-    second = train.parse_args(CONVNET + COMMON + ["--second_order"])
-    first = train.parse_args(CONVNET + COMMON)
+    second = cli.parse_args(CONVNET + COMMON + ["--second_order"])
+    first = cli.parse_args(CONVNET + COMMON)
     assert second.engine == "reference" and first.engine == "fast"
-    assert isinstance(train.build(second).engine, ReferenceEngine)
-    assert train.build(second).engine.second_order
-    assert isinstance(train.build(first).engine, FastEngine)
+    assert isinstance(learner_for(second).engine, ReferenceEngine)
+    assert learner_for(second).engine.second_order
+    assert isinstance(learner_for(first).engine, FastEngine)

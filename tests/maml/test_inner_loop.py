@@ -1,4 +1,4 @@
-"""maml/inner_loop.py: the update rules, the inner-loop parameter selection, adapt().
+"""maml/inner_loop.py: the inner-loop parameter selection, theta_0, adapt().
 
 Expected values are computed by hand (literals) or from the closed-form softmax
 cross-entropy gradient in numpy, never from the autograd code under test.
@@ -8,40 +8,32 @@ import pytest
 import torch
 import torch.nn as nn
 
-import train
-from maml.inner_loop import InnerLoopRule, adapt, inner_loop_names, support_loss
-
-THETA = torch.tensor([1.0, 2.0, -1.0])
-GRAD = torch.tensor([0.5, -1.0, 2.0])
-MASK = torch.tensor([1.0, 0.0, 0.5])
-
-
-@pytest.mark.parametrize("mode, lr_mask, mask, expected", [
-    ("gradient", False, MASK, [0.95, 2.0, -1.1]),      # theta - alpha * (m * g)
-    ("gradient", True, MASK, [0.5, 2.0, -2.0]),        # theta - m * g, alpha not applied
-    ("weight", False, MASK, [0.95, 0.0, -0.6]),        # (theta - alpha * g) * m
-    (None, False, MASK, [0.95, 2.1, -1.2]),            # no mask mode: theta - alpha * g
-    ("gradient", False, None, [0.95, 2.1, -1.2]),      # a name without a mask: plain
-    ("gradient", True, None, [0.95, 2.1, -1.2]),
-    ("weight", False, None, [0.95, 2.1, -1.2]),
-])
-def test_update_rules_by_hand(mode, lr_mask, mask, expected):
-    rule = InnerLoopRule(("w",), step_size=0.1, mask_mode=mode, lr_mask=lr_mask)
-    out = rule.update("w", THETA, GRAD, mask)
-    torch.testing.assert_close(out, torch.tensor(expected), rtol=0, atol=1e-6)
+from maml.functional import loss as support_loss
+from maml.inner_loop import InnerLoopRule, adapt, inner_loop_names
+from maml.mask_modes import GradientMask, NoMask, WeightMask
+from tests.conftest import learner_for
+from utils import cli
 
 
 def test_initial_applies_the_weight_mask_only_where_there_is_one():
     theta = {"a": torch.tensor([1.0, -2.0]), "b": torch.tensor([3.0])}
     masks = {"a": torch.tensor([0.0, 1.0])}
-    weight = InnerLoopRule(("a", "b"), mask_mode="weight")
+    weight = InnerLoopRule(("a", "b"), WeightMask(0.1))
     out = weight.initial(theta, masks)
     assert torch.equal(out["a"], torch.tensor([0.0, -2.0]))
     assert out["b"] is theta["b"]
-    for rule in (InnerLoopRule(("a", "b"), mask_mode="gradient"), InnerLoopRule(("a", "b"))):
+    for rule in (InnerLoopRule(("a", "b"), GradientMask(0.1)), InnerLoopRule(("a", "b"),
+                                                                              NoMask(0.1))):
         out = rule.initial(theta, masks)
         assert out is not theta and all(out[n] is theta[n] for n in theta)
     assert all(weight.initial(theta, {})[n] is theta[n] for n in theta)
+
+
+def test_a_parameter_without_a_mask_adapts_as_in_maml():
+    rule = InnerLoopRule(("a", "b"), GradientMask(0.1))
+    masks = {"a": torch.tensor([0.0])}
+    assert isinstance(rule.mode_for(masks, "b"), NoMask)
+    assert rule.mode_for(masks, "a") is rule.mode
 
 
 CONVNET_NAMES = [f"features.layer{i}.{m}.{p}" for i in range(1, 5)
@@ -90,9 +82,9 @@ def test_inner_loop_names(names, flags, expected):
     (["--resnet", "--no_downsample_in_inner_loop", "--gradient_mask"], SELECTIONS[7][2]),
 ])
 def test_train_build_selects_the_same_names(flags, expected):
-    args = train.parse_args(["--dataset", "Strokes", "--hidden_size", "4", "--dont_use_cuda"]
+    args = cli.parse_args(["--dataset", "Strokes", "--hidden_size", "4", "--dont_use_cuda"]
                             + flags)
-    learner = train.build(args)
+    learner = learner_for(args)
     assert list(learner.rule.names) == expected
     assert [n for n, _ in learner.model.named_parameters()] == \
         (RESNET_NAMES if args.resnet else CONVNET_NAMES)
@@ -146,7 +138,7 @@ def test_two_step_masked_adaptation_and_first_order_outer_gradient():
     query_loss, dW, db = ce_grads(W2, b2, XQ, YQ)
 
     model = linear(W0, b0)
-    rule = InnerLoopRule(("weight", "bias"), step_size=alpha, mask_mode="gradient")
+    rule = InnerLoopRule(("weight", "bias"), GradientMask(alpha))
     weight, bias = T(W0).requires_grad_(), T(b0).requires_grad_()
     mask = T(m).requires_grad_()
     out = adapt(model, rule, {"weight": weight, "bias": bias}, {"weight": mask}, T(X),
@@ -166,14 +158,14 @@ def test_names_outside_the_inner_loop_keep_theta_0():
     model = linear(np.array([[0.2, -0.1], [0.0, 0.3]]), np.array([0.1, -0.1]))
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     params["weight"].requires_grad_()
-    out = adapt(model, InnerLoopRule(("weight",), step_size=0.5), params, None, T(X),
+    out = adapt(model, InnerLoopRule(("weight",), NoMask(0.5)), params, {}, T(X),
                 torch.tensor(Y), steps=2)
     assert out["bias"] is params["bias"]
     assert not torch.equal(out["weight"], params["weight"])
 
 
 def _query_loss(model, theta, mask, create_graph):
-    rule = InnerLoopRule(("weight", "bias"), step_size=0.5, mask_mode="gradient")
+    rule = InnerLoopRule(("weight", "bias"), GradientMask(0.5))
     g = torch.Generator().manual_seed(0)
     xs = torch.randn(6, 3, generator=g, dtype=torch.float64)
     xq = torch.randn(4, 3, generator=g, dtype=torch.float64)
@@ -211,7 +203,7 @@ def test_second_order_matches_finite_differences_and_differs_from_first_order():
             grad.view(-1)[i] = (loss_at(plus) - loss_at(minus)) / (2 * h)
         finite.append(grad)
     second, first = outer_grads(True), outer_grads(False)
-    for s, f in zip(second, finite):
+    for s, f in zip(second, finite, strict=True):
         torch.testing.assert_close(s, f, rtol=1e-6, atol=1e-8)
-    gap = max(float((a - b).abs().max()) for a, b in zip(first, second))
+    gap = max(float((a - b).abs().max()) for a, b in zip(first, second, strict=True))
     assert gap > 1e-3, "first- and second-order outer gradients should differ"

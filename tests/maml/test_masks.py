@@ -3,9 +3,16 @@
 import pytest
 import torch
 
-import train
-from maml.masks import (GradientMask, GradientMaskPlus, init_mask_logits_,
-                        is_learning_rate_kind, mask_sparsity, mask_value)
+from maml.masks import (
+    GradientMask,
+    GradientMaskPlus,
+    init_mask_logits_,
+    is_learning_rate_kind,
+    mask_sparsity,
+    mask_value,
+)
+from tests.conftest import learner_for
+from utils import cli
 
 PHI = [-2.0, -0.5, 0.0, 0.5, 3.0]
 UPSTREAM = [1.0, -2.0, 3.0, 0.5, -1.0]
@@ -77,13 +84,13 @@ def test_init_centred_then_shifted(init, shape, shift):
 
 def test_mask_state_dict_follows_the_named_parameter_order():
     torch.manual_seed(0)
-    learner = train.build(train.parse_args(["--dataset", "Strokes", "--hidden_size", "4",
+    learner = learner_for(cli.parse_args(["--dataset", "Strokes", "--hidden_size", "4",
                                             "--method", "sparse-maml", "--dont_use_cuda"]))
     named = list(learner.model.named_parameters())
     state = learner.mask.state_dict()
     assert list(state) == [f"weight_mask_list.{i}" for i in range(len(named))]
     assert learner.mask.names == [n for n, _ in named]
-    for (name, p), phi in zip(named, state.values()):
+    for (name, p), phi in zip(named, state.values(), strict=True):
         assert phi.shape == p.shape, name
     masks = learner.mask()
     assert list(masks) == [n for n, _ in named]
@@ -93,7 +100,7 @@ def test_mask_state_dict_follows_the_named_parameter_order():
 @pytest.mark.parametrize("dataset, in_channels", [("Strokes", 1), ("MiniImagenet", 3)])
 def test_plus_hypernetwork_masks_the_conv_weights(dataset, in_channels):
     torch.manual_seed(0)
-    learner = train.build(train.parse_args(
+    learner = learner_for(cli.parse_args(
         ["--dataset", dataset, "--hidden_size", "8", "--gradient_mask",
          "--gradient_mask_plus", "--meta_sgd_linear", "--dont_use_cuda"]))
     shapes = {n: p.shape for n, p in learner.model.named_parameters()}

@@ -1,15 +1,21 @@
 """Acceptance: one step of train.py's MetaLearner equals one step of the original code.
 
 For the same flags, initial weights and batch, the updated theta and phi (and their
-outer gradients) of ``train.build(...).step(batch)`` must match the torchmeta oracle in
+outer gradients) of ``build_learner(...).step(batch)`` must match the torchmeta oracle in
 ``original_oracle.py`` (the authors' MAML.step), float rounding aside. Runs in float64.
 """
 import pytest
 import torch
 
-import train
-from tests.maml.original_oracle import (OriginalConvNet, OriginalMask, OriginalResNet12,
-                                        original_inner_loop_names, original_step)
+from tests.conftest import learner_for
+from tests.maml.original_oracle import (
+    OriginalConvNet,
+    OriginalMask,
+    OriginalResNet12,
+    original_inner_loop_names,
+    original_step,
+)
+from utils import cli
 
 CONVNET = ["--dataset", "Strokes", "--hidden_size", "8"]
 COMMON = ["--num_ways", "5", "--batch_size", "2", "--gradient_steps", "2",
@@ -42,8 +48,8 @@ def synthetic_batch(side, channels=1, tasks=2, ways=5, query_per_class=2, seed=1
 def build_pair(flags, kind, resnet=False):
     """Our MetaLearner and the oracle (model, mask, optimizers) with the same weights."""
     torch.manual_seed(0)
-    args = train.parse_args(flags)
-    learner = train.build(args)
+    args = cli.parse_args(flags)
+    learner = learner_for(args)
     if resnet:
         oracle = OriginalResNet12(args.num_ways, in_channels=1)
     else:
@@ -76,7 +82,7 @@ def assert_same_step(args, learner, oracle_parts, batch, grad_rtol=1e-9, param_a
              for n, p in learner.model.named_parameters()]
     if mask is not None:
         pairs += [(f"phi[{i}]", p, q) for i, (p, q) in
-                  enumerate(zip(learner.mask.weight_mask_list, mask.weight_mask_list))]
+                  enumerate(zip(learner.mask.weight_mask_list, mask.weight_mask_list, strict=True))]
     scale = max(float(q.grad.abs().max()) for _, _, q in pairs)
     for label, p, q in pairs:
         torch.testing.assert_close(p.grad, q.grad, rtol=grad_rtol, atol=grad_rtol * scale,
@@ -108,9 +114,9 @@ def test_second_order_convnet_step_matches_original(float64):
     learner.step(batch)
     original_step(oracle, mask, names, batch, opt_theta, opt_mask, step_size=args.step_size,
                   steps=args.gradient_steps, second_order=True)
-    for (n, p), q in zip(learner.model.named_parameters(), oracle.parameters()):
+    for (n, p), q in zip(learner.model.named_parameters(), oracle.parameters(), strict=True):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-9, msg=n)
-    for p, q in zip(learner.mask.parameters(), mask.parameters()):
+    for p, q in zip(learner.mask.parameters(), mask.parameters(), strict=True):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-9)
 
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from utils import report
+from utils import report, sparsity_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,3 +111,91 @@ def test_plot_sparsity_default_location(tmp_path):
     _fixture(tmp_path)
     assert report.main([str(tmp_path)]) == 0
     assert (tmp_path / "sparsity_by_layer.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def _train_row(epoch, per_param):
+    return dict(epoch=epoch, phase="train", accuracy=0.5, sparsity_per_param=per_param)
+
+
+def test_sparsity_matrix_network_order_seed_mean_and_gaps():
+    first = {0: {"conv.w": 0.2, "conv.b": 0.4, "head.w": 0.0},
+             1: {"conv.w": 0.5, "conv.b": 0.6, "head.w": 0.1},
+             2: {"conv.w": 0.9, "conv.b": 0.8},                      # head.w not logged
+             4: {"conv.w": 1.0, "conv.b": 1.0, "head.w": 0.3}}       # epoch 3 not logged
+    metrics = [_train_row(e, pp) for e, pp in first.items()]
+    metrics += [dict(epoch=0, phase="val", accuracy=0.6, sparsity_per_param={"conv.w": 0.99}),
+                dict(epoch=1, phase="train", accuracy=0.5)]
+    # The second seed's dicts come in reverse order and name a tensor the first never logs;
+    # it logs epoch 1 twice (e.g. a resumed run), which is averaged before the seed mean.
+    second = [_train_row(0, {"extra": 0.7, "head.w": 0.2, "conv.b": 0.0, "conv.w": 0.4}),
+              _train_row(1, {"head.w": 0.3, "conv.b": 0.2, "conv.w": 0.1}),
+              _train_row(1, {"head.w": 0.5, "conv.b": 0.4, "conv.w": 0.3})]
+    names, epochs, values = sparsity_figure.sparsity_matrix([{"metrics": metrics},
+                                                             {"metrics": second}])
+
+    assert names == ["conv.w", "conv.b", "head.w", "extra"]
+    assert epochs.tolist() == [0, 1, 2, 3, 4]
+    assert values.shape == (4, 5)
+    row = {name: i for i, name in enumerate(names)}
+    np.testing.assert_allclose(values[row["conv.w"], :3],
+                               [100 * (0.2 + 0.4) / 2, 100 * (0.5 + (0.1 + 0.3) / 2) / 2, 90])
+    np.testing.assert_allclose(values[row["head.w"], [0, 1, 4]],
+                               [100 * (0.0 + 0.2) / 2, 100 * (0.1 + (0.3 + 0.5) / 2) / 2, 30])
+    assert np.isnan(values[row["head.w"], 2])
+    assert np.isnan(values[:, 3]).all()
+    assert values[row["extra"], 0] == 70 and np.isnan(values[row["extra"], 1:]).all()
+
+
+def test_sparsity_matrix_without_per_param_rows():
+    names, epochs, values = sparsity_figure.sparsity_matrix(
+        [{"metrics": [dict(epoch=0, phase="train")]}])
+    assert names == [] and epochs.size == 0 and values.shape == (0, 0)
+
+
+def test_shorten_names_drops_only_a_shared_prefix():
+    convnet = ["features.layer1.conv.weight", "features.layer1.conv.bias", "classifier.weight"]
+    assert sparsity_figure.shorten_names(convnet) == (convnet, "")
+    wrapped = ["module." + name for name in convnet]
+    assert sparsity_figure.shorten_names(wrapped) == (convnet, "module.")
+    assert sparsity_figure.shorten_names(["net.block.weight"]) == (["weight"], "net.block.")
+    assert sparsity_figure.shorten_names(["m.x", "m.x.y"]) == (["x", "x.y"], "m.")
+
+
+def test_sparsity_figure_one_heatmap_per_masked_group(tmp_path):
+    from matplotlib.image import imread
+
+    per_param = {"features.layer1.conv.weight": lambda e: 0.25 * e,
+                 "features.layer1.conv.bias": lambda e: 0.1,
+                 "classifier.weight": lambda e: 0.0}
+    for seed in (0, 1):
+        _write_run(tmp_path, f"sparse{seed}", "sparse-maml", seed, 0.6, 0.01, per_param=per_param)
+    _write_run(tmp_path, "relu", "sparse-relu-maml", 0, 0.6, 0.01, per_param=per_param)
+    _write_run(tmp_path, "oneshot", "sparse-maml", 3, 0.5, 0.01, shots=1, per_param=per_param)
+    _write_run(tmp_path, "maml", "maml", 0, 0.6, 0.01)          # no mask: no panel
+    runs = report.find_runs(tmp_path)
+    groups = report.group_runs(runs)
+
+    fig, axes = report.sparsity_figure(runs)
+    assert len(axes) == 3 and len(fig.axes) == 4                 # 3 heatmaps + 1 colour bar
+    expected = {("sparse-maml", 5): (groups[("MiniImagenet", 5, "ConvNet", 5, "sparse-maml")],
+                                     "2 seed(s): 0, 1"),
+                ("sparse-relu-maml", 5): (groups[("MiniImagenet", 5, "ConvNet", 5,
+                                                  "sparse-relu-maml")], "1 seed(s): 0"),
+                ("sparse-maml", 1): (groups[("MiniImagenet", 5, "ConvNet", 1, "sparse-maml")],
+                                     "1 seed(s): 3")}
+    titles = [ax.get_title() for ax in axes]
+    for (method, shots), (members, seeds) in expected.items():
+        name = report.METHOD_NAMES[method]
+        [i] = [i for i, t in enumerate(titles) if t.startswith(f"{name}, ConvNet, 5-way {shots}-")]
+        assert seeds in titles[i] and "MiniImagenet" in titles[i]
+        [image] = axes[i].get_images()
+        names, epochs, values = sparsity_figure.sparsity_matrix(members)
+        np.testing.assert_array_equal(np.ma.filled(image.get_array(), np.nan), values)
+        assert (image.norm.vmin, image.norm.vmax) == (0, 100)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == list(per_param)
+    assert fig.axes[3].get_ylim() == (0, 100)                    # the shared colour scale
+
+    png = tmp_path / "fig" / "sparsity.png"
+    assert report.plot_sparsity(runs, png)
+    height, width = imread(png).shape[:2]                      # the saved PNG is this figure
+    np.testing.assert_allclose([width, height], fig.get_size_inches() * 120, atol=1)

@@ -1,0 +1,117 @@
+"""From parsed flags to the typed configuration of a run, resolved once.
+
+``resolve(args)`` draws the seed (``--seed -1``), chooses the run folder, picks the device
+and the dataset's input shape and turns the original's flags into the typed configs of
+``maml.config`` / ``utils.run.config``; ``config.flags`` (what config.json records)
+holds the same resolved values, so a run folder's config.json rebuilds the run.
+``parse_train_args(argv)`` is train.py's command line, with ``--resume --out_dir DIR``
+taking every flag it does not set from DIR/config.json.
+"""
+import dataclasses
+import os
+import sys
+
+import torch
+
+from maml.config import (
+    BackboneConfig,
+    EngineConfig,
+    InnerLoopConfig,
+    LearnerConfig,
+    MaskConfig,
+    OuterLoopConfig,
+)
+from utils.cli.methods import mask_init, mask_kind, mask_mode_name
+from utils.cli.parser import get_parser, parse_args
+from utils.data.loaders import DataConfig, dataset_shape
+from utils.run.config import RunConfig, ScheduleConfig
+from utils.run.run_folder import CONFIG, default_out_dir, recorded_flags
+
+NOT_RECORDED = ("resume",)      # actions, not settings of the run
+
+
+def device_of(args):
+    use_cuda = torch.cuda.is_available() and not args.dont_use_cuda
+    return "cuda" if use_cuda else "cpu"
+
+
+def learner_config(args, device=None):
+    """The ``LearnerConfig`` of parsed flags (device: ``device_of(args)`` by default)."""
+    in_channels, image_size = dataset_shape(args.dataset, args.image_size, args.grayscale)
+    return LearnerConfig(
+        backbone=BackboneConfig(resnet=args.resnet or args.big_resnet, big=args.big_resnet,
+                                hidden_size=args.hidden_size, in_channels=in_channels,
+                                image_size=image_size, num_ways=args.num_ways),
+        mask=MaskConfig(mode=mask_mode_name(args), kind=mask_kind(args), init=mask_init(args),
+                        init_shift=args.init_shift, plus=args.gradient_mask_plus,
+                        plus_output_shift=args.plus_output_shift,
+                        optimizer=args.optimizer_mask, lr=args.mask_lr),
+        inner=InnerLoopConfig(step_size=args.step_size, steps=args.gradient_steps,
+                              steps_test=args.gradient_steps_test,
+                              step_sampling=args.gradient_step_sampling,
+                              second_order=args.second_order, no_bn=args.no_bn_in_inner_loop,
+                              no_downsample=args.no_downsample_in_inner_loop,
+                              anil=args.anil, boil=args.boil),
+        engine=EngineConfig(name=args.engine, amp=None if args.amp == "none" else args.amp,
+                            channels_last=args.channels_last, cuda_graphs=args.cuda_graphs,
+                            compile=args.compile, task_streams=args.task_streams),
+        outer=OuterLoopConfig(optimizer=args.optimizer_theta, lr=args.lr, momentum=args.momentum,
+                              clamp_gradients=args.clamp_outer_gradients,
+                              skip_nonfinite=args.skip_nonfinite),
+        device=device or device_of(args))
+
+
+def data_config(args):
+    return DataConfig(dataset=args.dataset, data_folder=args.data_folder,
+                      download=args.download, num_ways=args.num_ways,
+                      num_shots=args.num_shots_train, num_queries=args.num_shots_test,
+                      batch_size=args.batch_size, test_batch_size=args.test_batch_size,
+                      num_workers=args.num_workers, data_aug=args.data_aug,
+                      cache_images=args.cache_images, sampler=args.sampler,
+                      image_size=args.image_size, grayscale=args.grayscale,
+                      omniglot_split=args.omniglot_split)
+
+
+def schedule_config(args):
+    fields = {f.name for f in dataclasses.fields(ScheduleConfig)}
+    return ScheduleConfig(**{name: getattr(args, name) for name in fields})
+
+
+def resolve(args, out_dir=None):
+    """The ``RunConfig`` of parsed flags. ``out_dir`` overrides ``--out_dir``."""
+    device = device_of(args)
+    if args.task_streams > 1 and device != "cuda":
+        get_parser().error("--task_streams overlaps tasks on CUDA streams; it does nothing "
+                           f"on {device}")
+    out_dir = out_dir or args.out_dir or default_out_dir(args.method)
+    seed = args.seed
+    if seed < 0 and args.resume:        # a drawn seed is recorded; reuse it to resume exactly
+        seed = (recorded_flags(out_dir) or {}).get("seed", -1)
+        seed = seed if isinstance(seed, int) else -1
+    if seed < 0:
+        seed = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
+    flags = {k: v for k, v in vars(args).items() if k not in NOT_RECORDED}
+    flags.update(seed=seed, out_dir=out_dir)
+    return RunConfig(learner=learner_config(args, device), data=data_config(args),
+                     schedule=schedule_config(args), seed=seed, out_dir=out_dir,
+                     resume=args.resume, method=args.method, flags=flags,
+                     config_file=args.config)
+
+
+def parse_train_args(argv):
+    """train.py's flags. With ``--resume --out_dir DIR`` and no --config, every flag not
+    given comes from DIR/config.json (explicit flags override it; the changes are listed
+    on stderr), so the one-line resume command printed on errors is enough."""
+    args = parse_args(argv)
+    recorded = recorded_flags(args.out_dir) if args.resume and args.out_dir else None
+    if recorded is None or args.config is not None:
+        return args
+    given = args
+    args = parse_args(list(argv) + ["--config", os.path.join(args.out_dir, CONFIG)])
+    changed = sorted(k for k, v in vars(args).items()
+                     if k not in ("resume", "config", "out_dir") and k in recorded
+                     and recorded[k] != v and not (k == "seed" and given.seed < 0))
+    print(f"Resuming with the flags recorded in {os.path.join(args.out_dir, CONFIG)}"
+          + (f"; changed: {', '.join(f'{k}={getattr(args, k)}' for k in changed)}"
+             if changed else ""), file=sys.stderr)
+    return args
