@@ -255,11 +255,6 @@ def test_slurm_job_array_finishes_and_a_requeued_task_resumes(
                                              "mask_lr=0.01_step_size=0.1",
                                              "mask_lr=0.01_step_size=0.4") for s in (0, 1)]
     target = runs[0]            # array task 0: the TARGET flags, seed 0
-    watched = sweep(*args, "--status", env=cluster.env)       # squeue knows every task
-    assert watched.returncode == 0 and "pending" not in watched.stdout, watched.stdout
-    assert re.search(r"8 runs: .*\bqueued\b", watched.stdout), watched.stdout
-    resubmitted = sweep(*args, env=cluster.env)
-    assert resubmitted.returncode == 0 and "nothing to submit" in resubmitted.stdout
 
     wait_for("task 0 to finish its first epoch", lambda: train_rows(target) >= 1, 180)
     assert not (target / "results.json").exists(), "task 0 finished before the requeue"
@@ -272,6 +267,12 @@ def test_slurm_job_array_finishes_and_a_requeued_task_resumes(
             cluster.run("scontrol", "update", f"jobid={job}_0", "StartTime=now", check=False)
         return (target / "train.log").read_text().count("=== sweep:") >= 2
 
+    # while tasks wait in the queue (task 0 again among them): squeue knows every task
+    watched = sweep(*args, "--status", env=cluster.env)
+    assert watched.returncode == 0 and "pending" not in watched.stdout, watched.stdout
+    assert re.search(r"8 runs: .*\bqueued\b", watched.stdout), watched.stdout
+    resubmitted = sweep(*args, env=cluster.env)
+    assert resubmitted.returncode == 0 and "nothing to submit" in resubmitted.stdout
     wait_for("task 0 to restart", restarted, 120, poll=0.5)
     wait_for("every run to finish", lambda: all((r / "results.json").is_file() for r in runs),
              300, poll=1)
