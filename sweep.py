@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 
+from utils.run.atomic_io import WriteError
 from utils.sweep import cli, results, slurm
 from utils.sweep.grid import GridError
 from utils.sweep.layout import open_sweep
@@ -50,9 +51,8 @@ def collect(sweep):
 def main(argv=None):
     try:
         return execute(sys.argv[1:] if argv is None else list(argv))
-    except OSError as err:      # sweep.json or results not writable: disk full, permissions
-        print(f"sweep.py: error: {err.strerror or err}"
-              + (f": {err.filename}" if err.filename else ""), file=sys.stderr)
+    except WriteError as err:       # sweep.json, a manifest or results: the message names it
+        print(f"sweep.py: error: {err}", file=sys.stderr)
         return 1
 
 

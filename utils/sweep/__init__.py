@@ -4,8 +4,6 @@ grid.py expands GRID.json into points (flag sets with readable ids), validate.py
 every point with train.py's own parser before anything runs, layout.py maps points and
 seeds to run folders ROOT/<point>/seed<i> and records them in ROOT/sweep.json, state.py
 reads a run's status from its folder, local.py and slurm.py run them, results.py collects
-ROOT/results.csv and the per-point summary; cli.py is sweep.py's parser and files.py
-its crash-safe writes. The package imports no torch (only the standard library and
-utils.cli), so ``--status`` and ``--dry-run`` answer at once. The entry script is
-``sweep.py``.
+ROOT/results.csv and the per-point summary; cli.py is sweep.py's parser. The entry
+script is ``sweep.py``.
 """

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from utils import cli
-from utils.sweep.files import write_json
+from utils.run.atomic_io import save_json
 from utils.sweep.grid import GridError, Point, canonical, expand, load_grid, point_args
 from utils.sweep.validate import check_points, negatable_flags
 
@@ -120,7 +120,7 @@ class Sweep:
                       extra_args=self.extra_args, repository=self.repo,
                       updated=datetime.datetime.now().isoformat(timespec="seconds"))
         os.makedirs(self.root, exist_ok=True)
-        write_json(self.record_path(), record)
+        save_json(self.record_path(), record)
 
     def quoted(self, command):
         return " ".join(shlex.quote(w) for w in command)

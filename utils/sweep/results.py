@@ -14,7 +14,7 @@ import math
 import os
 import statistics
 
-from utils.sweep.files import write_text
+from utils.run.atomic_io import atomic_write
 from utils.sweep.grid import format_value
 from utils.sweep.state import DONE, FAILED, PENDING, QUEUED, RESULTS, RUNNING, STOPPED
 
@@ -111,12 +111,16 @@ def summary_markdown(summaries):
     return "\n".join(lines) + "\n"
 
 
+def _write(path, text):
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
 def write_collection(sweep, rows, summaries):
     """ROOT/results.csv, ROOT/summary.csv and ROOT/summary.md; returns the markdown."""
     markdown = summary_markdown(summaries)
-    write_text(os.path.join(sweep.root, "results.csv"), _csv(rows))
-    write_text(os.path.join(sweep.root, "summary.csv"), _csv(summaries))
-    write_text(os.path.join(sweep.root, "summary.md"), markdown)
+    _write(os.path.join(sweep.root, "results.csv"), _csv(rows))
+    _write(os.path.join(sweep.root, "summary.csv"), _csv(summaries))
+    _write(os.path.join(sweep.root, "summary.md"), markdown)
     return markdown
 
 

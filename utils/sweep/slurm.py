@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from utils.sweep.files import write_text
+from utils.run.atomic_io import atomic_write
 from utils.sweep.state import EXIT_FILE, LOG_FILE, RESULTS
 
 SLURM_DIR, JOBS_FILE = "slurm", "jobs.jsonl"
@@ -123,9 +123,10 @@ def write_submission(sweep, runs, options):
     while os.path.exists(base + ".runs"):
         n += 1
         base = os.path.join(folder, f"{stamp}-{n}")
-    write_text(base + ".runs", manifest_text(sweep, runs))
     script = base + ".sbatch"
-    write_text(script, render_script(sweep, base + ".runs", options, len(runs)))
+    for path, text in ((base + ".runs", manifest_text(sweep, runs)),
+                       (script, render_script(sweep, base + ".runs", options, len(runs)))):
+        atomic_write(path, lambda f, text=text: f.write(text), mode="w")
     return script
 
 

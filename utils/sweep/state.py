@@ -18,7 +18,7 @@ import os
 import struct
 import sys
 
-from utils.sweep.files import write_json
+from utils.run.atomic_io import save_json
 
 DONE, RUNNING, STOPPED, FAILED, PENDING = "done", "running", "stopped", "failed", "pending"
 QUEUED = "queued"       # Slurm only: waiting in a job array (see slurm.py)
@@ -62,9 +62,9 @@ def recorded_exit(folder):
 
 
 def record_exit(folder, returncode, executor):
-    write_json(os.path.join(folder, EXIT_FILE),
-               {"returncode": returncode, "executor": executor,
-                "ended": datetime.datetime.now().isoformat(timespec="seconds")})
+    save_json(os.path.join(folder, EXIT_FILE),
+              {"returncode": returncode, "executor": executor,
+               "ended": datetime.datetime.now().isoformat(timespec="seconds")})
 
 
 def clear_exit(folder):
