@@ -1,6 +1,8 @@
-"""sweep.py end to end (subprocess): refused grids, dry runs, --status, a changed grid;
-the local executor with 2 slots on tiny Strokes runs, Ctrl-C and reruns; a job array on
-a private Slurm cluster with one task requeued mid-run (tests/slurm_cluster.py)."""
+"""sweep.py end to end, run as a program (forked from the tests' zygote, tests/scripts.py;
+with a Slurm environment as a subprocess): refused grids, dry runs, --status, a changed
+grid; the local executor with 2 slots on tiny Strokes runs, Ctrl-C and reruns; a job
+array on a private Slurm cluster with one task requeued mid-run (tests/slurm_cluster.py).
+"""
 import csv
 import json
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.scripts import Result
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 from utils import cli
 from utils.sweep.grid import expand, point_args
@@ -25,10 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = {"batches_train": 4, "epochs": 6, "mask_lr": 0.001, "step_size": 0.1}
 
 
-def sweep(*args, env=None, cwd=REPO, **kwargs):
-    return subprocess.run([sys.executable, str(REPO / "sweep.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, **kwargs)
+def sweep(zygote, *args):
+    """``python sweep.py ARGS``: Result(code, stdout, stderr)."""
+    return zygote.run("sweep.py", [str(a) for a in args])
+
+
+def sweep_in(env, *args):
+    """``python sweep.py ARGS`` in the environment ``env`` (e.g. SLURM_CONF set)."""
+    done = subprocess.run([sys.executable, "sweep.py", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=300)
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def tiny_flags(quick_args, **overrides):
@@ -114,24 +123,24 @@ def read_csv(path):
 
 # --- validation, dry runs, status: no training --------------------------------------
 
-def test_refused_points_exit_2_naming_point_and_flag(tmp_path):
+def test_refused_points_exit_2_naming_point_and_flag(tmp_path, zygote):
     grid = write_grid(tmp_path, {"flags": {"dataset": "Strokes"},
                                  "grid": {"anil": [True, False], "boil": [True],
                                           "mask_lr": [0.01]}})
-    result = sweep(grid, "--out", tmp_path / "root")
-    assert result.returncode == 2
+    result = sweep(zygote, grid, "--out", tmp_path / "root")
+    assert result.code == 2
     assert result.stderr.strip() == ("sweep.py: point anil=true_boil=true_mask_lr=0.01: "
                                      "--anil and --boil exclude each other")
-    unknown = sweep(write_grid(tmp_path, {"grid": {"mask_learning_rate": [1]}}, "u.json"),
+    unknown = sweep(zygote, write_grid(tmp_path, {"grid": {"mask_learning_rate": [1]}}, "u.json"),
                     "--out", tmp_path / "root")
-    assert unknown.returncode == 2
+    assert unknown.code == 2
     assert "point mask_learning_rate=1: unknown flag 'mask_learning_rate'" in unknown.stderr
     assert not (tmp_path / "root").exists()
 
 
-def test_help_gives_every_default():
-    result = sweep("--help")
-    assert result.returncode == 0
+def test_help_gives_every_default(zygote):
+    result = sweep(zygote, "--help")
+    assert result.code == 0
     options = re.findall(r"^  (--\w[\w-]*)", result.stdout, flags=re.M)
     assert {"--seeds", "--executor", "--slots", "--dry-run", "--status", "--partition",
             "--requeue", "--sbatch_extra"} <= set(options)
@@ -139,12 +148,12 @@ def test_help_gives_every_default():
     assert all("(default:" in h for h in helps if h.startswith("--")), helps
 
 
-def test_dry_run_prints_the_commands_and_writes_nothing(tmp_path):
+def test_dry_run_prints_the_commands_and_writes_nothing(tmp_path, zygote):
     grid = write_grid(tmp_path, {"config": "configs/quick/sparse-maml.json",
                                  "grid": {"mask_lr": [0.001, 0.01]}})
-    result = sweep(grid, "--out", tmp_path / "root", "--seeds", "2", "--dry-run",
+    result = sweep(zygote, grid, "--out", tmp_path / "root", "--seeds", "2", "--dry-run",
                    "--python", "py", "--", "--dont_use_cuda")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 4
     assert lines[3] == ("py train.py --config configs/quick/sparse-maml.json --mask_lr 0.01 "
@@ -152,10 +161,10 @@ def test_dry_run_prints_the_commands_and_writes_nothing(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
-def test_status_of_a_new_sweep(tmp_path):
+def test_status_of_a_new_sweep(tmp_path, zygote):
     grid = write_grid(tmp_path, {"grid": {"lr": [0.1, 0.2]}})
-    result = sweep(grid, "--out", tmp_path / "root", "--seeds", "3", "--status")
-    assert result.returncode == 0
+    result = sweep(zygote, grid, "--out", tmp_path / "root", "--seeds", "3", "--status")
+    assert result.code == 0
     assert result.stdout.splitlines()[:3] == [
         "point   seed0    seed1    seed2", "lr=0.1  pending  pending  pending",
         "lr=0.2  pending  pending  pending"]
@@ -163,13 +172,13 @@ def test_status_of_a_new_sweep(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
-def test_slurm_dry_run_writes_the_script_and_a_changed_grid_is_refused(tmp_path):
+def test_slurm_dry_run_writes_the_script_and_a_changed_grid_is_refused(tmp_path, zygote):
     grid = {"flags": {"dataset": "Strokes"}, "grid": {"lr": [0.1, 0.2]}}
     root = tmp_path / "root"
-    result = sweep(write_grid(tmp_path, grid), "--out", root, "--executor", "slurm",
+    result = sweep(zygote, write_grid(tmp_path, grid), "--out", root, "--executor", "slurm",
                    "--dry-run", "--partition", "gpu", "--gres", "gpu:1", "--time", "4:00:00",
                    "--sbatch_extra=--constraint=a100", "--slots", "2")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.stderr
     assert result.stdout.startswith("#!/bin/bash\n")
     for line in ("#SBATCH --array=0-1%2", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1",
                  "#SBATCH --time=4:00:00", "#SBATCH --constraint=a100"):
@@ -179,46 +188,40 @@ def test_slurm_dry_run_writes_the_script_and_a_changed_grid_is_refused(tmp_path)
         str(root / "lr=0.1" / "seed0"), str(root / "lr=0.2" / "seed0")]
     assert not (root / "slurm" / "jobs.jsonl").exists()       # nothing submitted
     grid["flags"]["dataset"] = "Omniglot"
-    changed = sweep(write_grid(tmp_path, grid), "--out", root, "--dry-run")
-    assert changed.returncode == 2
+    changed = sweep(zygote, write_grid(tmp_path, grid), "--out", root, "--dry-run")
+    assert changed.code == 2
     assert changed.stderr.startswith("sweep.py: point lr=0.1: ") and "dataset" in changed.stderr
 
 
 # --- the local executor ---------------------------------------------------------------
 
 @pytest.mark.slow
-def test_local_two_slots_ctrl_c_then_rerun_resumes_and_skips(tmp_path, quick_args, reference):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_local_two_slots_ctrl_c_then_rerun_resumes_and_skips(tmp_path, zygote, quick_args,
+                                                             reference):
     fixed = {k: v for k, v in TARGET.items() if k != "epochs"}
     grid = write_grid(tmp_path, {"flags": tiny_flags(quick_args, **fixed),
                                  "grid": {"epochs": [1, TARGET["epochs"]]}})
     root = tmp_path / "root"
-    command = [sys.executable, "sweep.py", str(grid), "--out", str(root), "--slots", "2"]
+    args = [grid, "--out", root, "--slots", "2"]
     short, long = root / "epochs=1" / "seed0", root / f"epochs={TARGET['epochs']}" / "seed0"
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = zygote.start("sweep.py", args)      # the zygote runs it with OMP_NUM_THREADS=1
     try:    # both slots busy at once: the short run finishes while the long one trains
         wait_for("the short run to finish and the long one to finish an epoch",
-                 lambda: first.poll() is not None
-                 or ((short / "results.json").is_file() and train_rows(long) >= 1), 180)
-        assert first.poll() is None, first.stdout.read()
-        first.send_signal(signal.SIGINT)
-        out, _ = first.communicate(timeout=120)
+                 lambda: (short / "results.json").is_file() and train_rows(long) >= 1, 180)
     finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == 130, out
+        os.kill(first.pid, signal.SIGINT)
+    assert first.wait(120) == 130, first.output()
+    out = first.stdout()
     assert "Rerun the same command to continue" in out and "[stopped]" in out
     assert (long / "checkpoint.pt").is_file() and not (long / "results.json").exists()
-    status = sweep(grid, "--out", root, "--status")
-    assert status.returncode == 0
+    status = sweep(zygote, grid, "--out", root, "--status")
+    assert status.code == 0
     assert status.stdout.splitlines()[:3] == ["point     seed0", "epochs=1  done",
                                               "epochs=6  stopped"]
     finished = (short / "results.json").read_bytes()
 
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert second.returncode == 0, second.stdout + second.stderr
+    second = sweep(zygote, *args)
+    assert second.code == 0, second.stdout + second.stderr
     assert "1 finished or running elsewhere, 1 to run" in second.stdout
     log = (long / "train.log").read_text()
     assert log.count("=== sweep:") == 2 and "Resuming" in log
@@ -229,9 +232,8 @@ def test_local_two_slots_ctrl_c_then_rerun_resumes_and_skips(tmp_path, quick_arg
     assert [(r["point"], r["epochs"], r["status"]) for r in rows] == [
         ("epochs=1", "1", "done"), ("epochs=6", "6", "done")]
 
-    third = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=120)
-    assert third.returncode == 0 and "2 finished or running elsewhere, 0 to run" in third.stdout
+    third = sweep(zygote, *args)
+    assert third.code == 0 and "2 finished or running elsewhere, 0 to run" in third.stdout
     assert (long / "train.log").read_text().count("=== sweep:") == 2
 
 
@@ -246,9 +248,9 @@ def test_slurm_job_array_finishes_and_a_requeued_task_resumes(
                                  "grid": {"mask_lr": [0.001, 0.01], "step_size": [0.1, 0.4]}})
     root = tmp_path / "root"
     args = [grid, "--out", root, "--seeds", "2", "--executor", "slurm"]
-    submitted = sweep(*args, "--requeue", "--cpus", "1", "--setup",
-                      "export OMP_NUM_THREADS=1", env=cluster.env)
-    assert submitted.returncode == 0, submitted.stderr
+    submitted = sweep_in(cluster.env, *args, "--requeue", "--cpus", "1", "--setup",
+                         "export OMP_NUM_THREADS=1")
+    assert submitted.code == 0, submitted.stderr
     job = re.search(r"submitted job array (\d+)", submitted.stdout).group(1)
     runs = [root / p / f"seed{s}" for p in ("mask_lr=0.001_step_size=0.1",
                                              "mask_lr=0.001_step_size=0.4",
@@ -268,11 +270,11 @@ def test_slurm_job_array_finishes_and_a_requeued_task_resumes(
         return (target / "train.log").read_text().count("=== sweep:") >= 2
 
     # while tasks wait in the queue (task 0 again among them): squeue knows every task
-    watched = sweep(*args, "--status", env=cluster.env)
-    assert watched.returncode == 0 and "pending" not in watched.stdout, watched.stdout
+    watched = sweep_in(cluster.env, *args, "--status")
+    assert watched.code == 0 and "pending" not in watched.stdout, watched.stdout
     assert re.search(r"8 runs: .*\bqueued\b", watched.stdout), watched.stdout
-    resubmitted = sweep(*args, env=cluster.env)
-    assert resubmitted.returncode == 0 and "nothing to submit" in resubmitted.stdout
+    resubmitted = sweep_in(cluster.env, *args)
+    assert resubmitted.code == 0 and "nothing to submit" in resubmitted.stdout
     wait_for("task 0 to restart", restarted, 120, poll=0.5)
     wait_for("every run to finish", lambda: all((r / "results.json").is_file() for r in runs),
              300, poll=1)
@@ -282,8 +284,8 @@ def test_slurm_job_array_finishes_and_a_requeued_task_resumes(
     log = (target / "train.log").read_text()
     assert "(restart 1)" in log and "Resuming" in log
     assert_same_run(target, reference.result())
-    status = sweep(*args, "--status", env=cluster.env)
-    assert status.returncode == 0 and "8 runs: 8 done" in status.stdout, status.stdout
+    status = sweep_in(cluster.env, *args, "--status")
+    assert status.code == 0 and "8 runs: 8 done" in status.stdout, status.stdout
     rows = read_csv(root / "results.csv")
     assert len(rows) == 8 and {r["status"] for r in rows} == {"done"}
     for row in rows:
@@ -291,5 +293,5 @@ def test_slurm_job_array_finishes_and_a_requeued_task_resumes(
         assert float(row["test_accuracy"]) == results["test_accuracy"]
         assert row["mask_lr"] in ("0.001", "0.01") and row["step_size"] in ("0.1", "0.4")
     assert all(json.loads((r / "sweep_exit.json").read_text())["returncode"] == 0 for r in runs)
-    again = sweep(*args, env=cluster.env)
-    assert again.returncode == 0 and "nothing to submit" in again.stdout
+    again = sweep_in(cluster.env, *args)
+    assert again.code == 0 and "nothing to submit" in again.stdout
