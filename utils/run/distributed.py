@@ -79,6 +79,7 @@ class Ranks:
 
     @property
     def several(self):
+        """More than one process: the collectives below do something."""
         return self.world_size > 1
 
     # --- meta-training: each process adapts a share of the meta-batch -------------------
