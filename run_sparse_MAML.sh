@@ -8,17 +8,29 @@
 #   --seeds N     seeds 0..N-1 per cell, passed as --seed (default 1)
 #   --out ROOT    output root; each run goes to ROOT/<cell>/seed<i>
 #                 (default runs/paper, runs/original with --original, runs/quick with --quick)
-#   --dry-run     print every train.py command line, run nothing
+#   --dry-run     print the train.py command line of every run still to do, run nothing
+#                 (with --executor slurm: write and print the sbatch script, submit nothing)
 #   --list        print the cell ids and exit
+#   --status      print the cells x seeds table of run states and the summary, run nothing
 #   --original    the eight commands of the authors' run_sparse_MAML.sh, flags unchanged
 #                 (their 1-shot ConvNet bug included), plus --seed and --out_dir
 #   --quick       the CPU smoke configs of configs/quick/ (Strokes, seconds each)
+#   --executor E  local (default): runs on this machine, --slots at a time;
+#                 slurm: one sbatch job array over the runs still to do
+#   --slots K     local: runs at once, one per GPU (default 1: one run after the other);
+#                 slurm: array tasks at once (default: no limit)
+#   --partition P, --gres G, --gpus G, --cpus N, --mem M, --time T, --account A, --qos Q,
+#   --sbatch_extra LINE, --setup SHELL, --requeue
+#                 Slurm options, passed to sweep.py (see python sweep.py --help)
 #   -- FLAGS      forwarded to every train.py call (they override the config file)
 #                 (runs start in the repo folder: relative paths in FLAGS, such as
 #                 --data_folder, are relative to it; --out is relative to the caller's)
 #
-# PYTHON selects the interpreter (default: python). A failed run does not stop the
-# others; the script exits 1 if any failed. Summarise with: python -m utils.report ROOT
+# The runs go through sweep.py (the cells are a grid over their config files): rerunning
+# a command skips finished runs and resumes unfinished ones. PYTHON selects the
+# interpreter of sweep.py and train.py (default: python). A failed run does not stop the others; the
+# script exits 1 if any failed. Ctrl-C stops the runs after they checkpoint; rerun the
+# same command to continue. Summarise with: python -m utils.report ROOT
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,8 +70,8 @@ usage() {   # the comment block at the top of this file
 }
 die() { echo "run_sparse_MAML.sh: $*" >&2; exit 2; }
 
-seeds=1 out="" dry_run=0 list=0 original=0 quick=0
-cells=() extra=()
+seeds=1 out="" dry_run=0 list=0 original=0 quick=0 executor=local slots=""
+cells=() extra=() sweep_opts=()
 while (($#)); do
     case "$1" in
         --seeds) (($# >= 2)) || die "--seeds needs a number"
@@ -74,6 +86,15 @@ while (($#)); do
         --list) list=1; shift ;;
         --original) original=1; shift ;;
         --quick) quick=1; shift ;;
+        --status|--requeue) sweep_opts+=("$1"); shift ;;
+        --executor) (($# >= 2)) || die "--executor needs local or slurm"; executor=$2; shift 2 ;;
+        --executor=*) executor=${1#*=}; shift ;;
+        --slots) (($# >= 2)) || die "--slots needs a number"; slots=$2; shift 2 ;;
+        --slots=*) slots=${1#*=}; shift ;;
+        --partition|--gres|--gpus|--cpus|--mem|--time|--account|--qos|--sbatch_extra|--setup)
+                 (($# >= 2)) || die "$1 needs a value"; sweep_opts+=("$1=$2"); shift 2 ;;
+        --partition=*|--gres=*|--gpus=*|--cpus=*|--mem=*|--time=*|--account=*|--qos=*|--sbatch_extra=*|--setup=*)
+                 sweep_opts+=("$1"); shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         -*) die "unknown option '$1' (train.py flags go after --; see --help)" ;;
@@ -134,42 +155,43 @@ fi
 case "$out" in /*) ;; *) [ "$PWD" = "$REPO" ] || out="$PWD/$out" ;; esac
 cd "$REPO"
 
-failed=()
+json_str() {    # $1 as a JSON string
+    local v=${1//\\/\\\\}
+    v=${v//\"/\\\"}
+    printf '"%s"' "$v"
+}
+# The cells as one grid over their config files (or, with --original, over the authors'
+# argument lists named by cell): sweep.py names each point after its cell.
+values=()
 for c in "${cells[@]}"; do
     if ((original)); then
-        read -r -a flags <<< "${ORIGINAL_FLAGS[$(index_of "$c")]}"
+        read -r -a words <<< "${ORIGINAL_FLAGS[$(index_of "$c")]}"
+        args=()
+        for w in "${words[@]}"; do args+=("$(json_str "$w")"); done
+        values+=("$(json_str "$c"): [$(IFS=,; echo "${args[*]}")]")
         case "$c" in convnet_1shot_*)
             echo "# $c: the original command passes --num_shots_train=5 (its 1-shot bug): this run is 5-shot" ;;
         esac
     else
-        flags=(--config "$config_dir/$c.json")
+        values+=("$(json_str "$config_dir/$c.json")")
     fi
-    for ((seed = 0; seed < seeds; seed++)); do
-        cmd=("$PY" train.py "${flags[@]}" --seed "$seed" --out_dir "$out/$c/seed$seed"
-             ${extra[@]+"${extra[@]}"})
-        if ((dry_run)); then
-            printf '%q ' "${cmd[@]}"
-            echo
-            continue
-        fi
-        printf '$ %s\n' "${cmd[*]}"
-        rc=0
-        "${cmd[@]}" || rc=$?
-        if ((rc == 130 || rc == 143)); then   # SIGINT/SIGTERM: train.py checkpointed; stop
-            echo "run_sparse_MAML.sh: stopped during $c/seed$seed. Resume that run with:" \
-                 "$PY train.py --resume --out_dir $(printf '%q' "$out/$c/seed$seed")," \
-                 "then rerun this script for the runs after it" >&2
-            exit "$rc"
-        fi
-        ((rc == 0)) || failed+=("$c/seed$seed")
-    done
 done
+if ((original)); then
+    grid="{\"grid\": {\"argv\": {$(IFS=,; echo "${values[*]}")}}}"
+else
+    grid="{\"grid\": {\"config\": [$(IFS=,; echo "${values[*]}")]}}"
+fi
 
-if ((dry_run)); then
-    exit 0
+# Locally one run after the other unless --slots says otherwise, as this script always did.
+if [ -z "$slots" ] && [ "$executor" = local ]; then slots=1; fi
+cmd=("$PY" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
+     ${slots:+--slots "$slots"} ${sweep_opts[@]+"${sweep_opts[@]}"})
+((dry_run)) && cmd+=(--dry-run)
+((${#extra[@]})) && cmd+=(-- "${extra[@]}")
+rc=0
+"${cmd[@]}" <<< "$grid" || rc=$?
+if ((rc == 130 || rc == 143)); then
+    echo "run_sparse_MAML.sh: stopped; the runs kept their finished epochs. Rerun the same" \
+         "command to continue (finished runs are skipped, stopped ones resume)." >&2
 fi
-if ((${#failed[@]})); then
-    echo "run_sparse_MAML.sh: ${#failed[@]} run(s) failed: ${failed[*]}" >&2
-fi
-echo "Summarise the runs with: $PY -m utils.report $(printf '%q' "$out")"
-((${#failed[@]} == 0)) || exit 1
+exit "$rc"

@@ -1,6 +1,6 @@
 """Typed configuration of a meta-learner: what ``build_learner`` needs, nothing else.
 
-Built once from the command line (``utils.cli.resolve``), or directly in code:
+Built once from the command line (``utils.cli.resolution``), or directly in code:
 
     LearnerConfig(backbone=BackboneConfig(in_channels=1, image_size=28),
                   mask=MaskConfig(mode="gradient"), inner=InnerLoopConfig(steps=5))

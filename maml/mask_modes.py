@@ -17,8 +17,10 @@ The reference engine backpropagates through ``update`` itself; the fast engine a
 CUDA-graph buffers only use ``accumulate`` / ``outer_grads``; tests require both to give
 the same gradients for every mode. Adding a mode is one subclass plus one line in
 ``MASK_MODES`` (README, "Extending").
+
+torch is imported where a tensor is made, so that train.py's command line can list the
+registered modes without importing torch (``sweep.py --status`` answers at once).
 """
-import torch
 
 
 class MaskMode:
@@ -38,6 +40,7 @@ class MaskMode:
 
     def start_sums(self, theta):
         """{name: tensor like theta}, the running sums before the first step."""
+        import torch
         return {name: torch.full_like(theta, value) for name, value in self.SUMS.items()}
 
     def reset_sums_(self, sums):

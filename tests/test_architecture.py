@@ -132,3 +132,16 @@ def test_torchmeta_is_imported_through_the_shim_only():
            and any(n == "torchmeta" or n.startswith("torchmeta.")
                    for n in imported_names(path, name))]
     assert not bad
+
+
+def test_parsing_flags_and_sweep_bookkeeping_import_no_torch():
+    """sweep.py --status and dry runs check every grid point's flags: that must not cost
+    a torch import (seconds on a busy machine)."""
+    import subprocess
+    import sys
+    code = ("import sys, utils.cli, utils.sweep.layout, utils.sweep.results, utils.sweep.state;"
+            " utils.cli.parse_args(['--method', 'sparse-maml']);"
+            " print(sorted(m for m in ('torch', 'torchvision', 'torchmeta') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

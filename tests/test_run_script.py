@@ -1,7 +1,9 @@
-"""run_sparse_MAML.sh: cell selection, seeds, output folders, --original, errors.
+"""run_sparse_MAML.sh: cell selection, seeds, output folders, --original, errors, the
+Slurm executor, reruns.
 
-Mostly ``--dry-run`` (prints the train.py command lines, runs nothing); one real run
-of a quick config checks that the printed commands actually work.
+Mostly ``--dry-run`` (prints the train.py command lines, runs nothing; with
+``--executor slurm`` writes and prints the sbatch script); one real run of a quick
+config checks that the printed commands actually work and that a rerun skips it.
 """
 import json
 import os
@@ -41,7 +43,7 @@ ORIGINAL = [
 
 
 def run(*args, env=None, cwd=REPO):
-    full_env = {**os.environ, "PYTHON": "python", **(env or {})}
+    full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd)
 
@@ -72,7 +74,7 @@ def test_dry_run_prints_one_command_per_cell(tmp_path):
     assert len(cmds) == len(TABLE_CELLS) == 22
     cells = []
     for words in cmds:
-        assert words[:2] == ["python", "train.py"]
+        assert words[:2] == [sys.executable, "train.py"]
         config = value(words, "--config")
         assert (REPO / config).is_file()
         cell = Path(config).stem
@@ -100,11 +102,14 @@ def test_seeds_multiply_the_runs():
 
 def test_extra_flags_are_forwarded_and_quoted(tmp_path):
     root = tmp_path / "a b"
+    python = tmp_path / "py thon"       # an interpreter path with a space
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
     cmds = commands(run("--dry-run", "--out", str(root), "convnet_5shot_maml", "--",
                         "--data_folder", "/data/with space", "--num_workers", "4",
-                        env={"PYTHON": "/opt/py thon"}))
+                        env={"PYTHON": str(python)}))
     (words,) = cmds
-    assert words[0] == "/opt/py thon"
+    assert words[0] == str(python)
     assert words[-4:] == ["--data_folder", "/data/with space", "--num_workers", "4"]
     assert value(words, "--out_dir") == str(root / "convnet_5shot_maml" / "seed0")
 
@@ -143,12 +148,41 @@ def test_errors_exit_non_zero_and_run_nothing():
         assert result.stderr.strip(), args
 
 
-def test_quick_run_trains_and_suggests_the_report(tmp_path):
-    result = run("--quick", "--out", str(tmp_path), "maml", "--", "--dont_use_cuda",
-                 env={"PYTHON": sys.executable, "OMP_NUM_THREADS": "1"})
+def test_slurm_dry_run_writes_a_job_array_over_the_cells(tmp_path):
+    root = tmp_path / "root"
+    result = run("--original", "--executor", "slurm", "--dry-run", "--seeds", "2",
+                 "--out", str(root), "--partition", "gpu", "--gres", "gpu:1",
+                 "--sbatch_extra", "--constraint=a100", "--requeue",
+                 "convnet_1shot_sparse-maml", "resnet12_5shot_sparse-maml")
+    assert result.returncode == 0, result.stderr
+    script = result.stdout[result.stdout.index("#!/bin/bash"):]
+    for line in ("--array=0-3", "--partition=gpu", "--gres=gpu:1", "--constraint=a100",
+                 "--requeue"):
+        assert f"#SBATCH {line}\n" in script
+    (manifest,) = (root / "slurm").glob("*.runs")
+    lines = [line.split("\t") for line in manifest.read_text().splitlines()]
+    assert [folder for folder, _, _ in lines] == [
+        str(root / cell / f"seed{seed}") for cell in ("convnet_1shot_sparse-maml",
+                                                     "resnet12_5shot_sparse-maml")
+        for seed in (0, 1)]
+    for (folder, fresh, _), reference in zip(lines, [ORIGINAL[2]] * 2 + [ORIGINAL[5]] * 2,
+                                             strict=True):
+        words = shlex.split(fresh)
+        assert words[2:words.index("--seed")] == reference.split()
+        assert words[-2:] == ["--out_dir", folder]
+
+
+def test_quick_run_trains_suggests_the_report_and_a_rerun_skips_it(tmp_path):
+    env = {"PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    result = run("--quick", "--out", str(tmp_path), "maml", "--", "--dont_use_cuda", env=env)
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "maml" / "seed0" / "results.json").read_text())
     assert results["test_accuracy"] is not None
     recorded = json.loads((tmp_path / "maml" / "seed0" / "config.json").read_text())["args"]
     assert recorded["seed"] == 0 and recorded["dataset"] == "Strokes"
     assert f"-m utils.report {tmp_path}" in result.stdout
+    again = run("--quick", "--out", str(tmp_path), "maml", "--", "--dont_use_cuda", env=env)
+    assert again.returncode == 0 and "0 to run" in again.stdout, again.stderr
+    assert (tmp_path / "maml" / "seed0" / "train.log").read_text().count("=== sweep:") == 1
+    status = run("--quick", "--status", "--out", str(tmp_path), "maml", "sparse-maml")
+    assert status.stdout.splitlines()[1:3] == ["maml         done", "sparse-maml  pending"]

@@ -1,6 +1,6 @@
 """Consistency of train.py's flags: every combination that the original silently
 misreads, or that would silently do nothing, is an argparse error (exit 2) with a
-one-line reason. Device-dependent rules are checked in ``utils.cli.resolve``."""
+one-line reason. Device-dependent rules are checked in ``utils.cli.resolution``."""
 import argparse
 
 from utils.cli.methods import MASK_KIND_FLAGS, mask_mode_name

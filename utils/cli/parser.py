@@ -257,7 +257,7 @@ def parse_args(argv=None):
 
     Precedence, lowest first: the parser's defaults, the --config file, the flags of
     --method (``utils.cli.methods``), explicit flags. ``engine`` "auto" and a missing
-    ``method`` are resolved here; seed, run folder and device in ``utils.cli.resolve``.
+    ``method`` are resolved here; seed, run folder and device in ``utils.cli.resolution``.
     """
     parser = get_parser()
     pre = argparse.ArgumentParser(add_help=False)

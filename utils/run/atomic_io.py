@@ -9,8 +9,6 @@ import json
 import os
 import tempfile
 
-import torch
-
 TEMP_PREFIX = ".tmp-"
 
 
@@ -107,4 +105,5 @@ def save_json(path, obj):
 
 
 def save_torch(path, obj):
+    import torch  # here, so JSON-only users (sweep.py) need no torch
     atomic_write(path, lambda f: torch.save(obj, f))

@@ -1,5 +1,5 @@
 """Typed configuration of one training run, resolved once from the command line
-(``utils.cli.resolve``): the learner, the data, the epoch schedule and the run's identity.
+(``utils.cli.resolution``): the learner, the data, the epoch schedule and the run's identity.
 Nothing changes it afterwards, so config.json records exactly what ran."""
 from dataclasses import dataclass, field
 from typing import Optional
