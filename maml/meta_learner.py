@@ -3,6 +3,10 @@
 ``step(batch)`` is one meta-training step (both optimizer steps); ``evaluate(batch)``
 adapts to each task and reports its query accuracy without changing any parameter.
 A batch is torchmeta's dict {"train": (x [B, N*K, C, H, W], y [B, N*K]), "test": (x, y)}.
+
+Under torchrun, ``distribute(ranks)`` spreads the work over the processes (see
+``utils/run/distributed.py``): each adapts its share of a meta-batch's tasks and the
+meta-gradients are summed, or evaluates every K-th evaluation batch.
 """
 import math
 
@@ -39,10 +43,20 @@ class MetaLearner:
         self.config = config
         self.device = torch.device(config.device)
         self.skipped_steps = 0
+        self.ranks = None           # one process; see distribute()
 
-    def tasks(self, batch):
-        """Split a torchmeta batch into per-task (x_support, y_support, x_query, y_query)."""
+    def distribute(self, ranks):
+        """Share the work with the other processes of ``ranks`` (a ``Ranks`` of
+        ``utils.run.distributed``: ``share``, ``sum_meta_gradients``, ``owns``,
+        ``gather_batches``); with one process nothing changes."""
+        self.ranks = ranks if ranks.world_size > 1 else None
+
+    def tasks(self, batch, share=None):
+        """Split a torchmeta batch into per-task (x_support, y_support, x_query, y_query);
+        ``share`` (a range) keeps those tasks only, before they go to the device."""
         (xs, ys), (xq, yq) = batch["train"], batch["test"]
+        if share is not None:
+            xs, ys, xq, yq = (t[share.start:share.stop] for t in (xs, ys, xq, yq))
         xs, ys, xq, yq = (t.to(self.device, non_blocking=True) for t in (xs, ys, xq, yq))
         if self.config.engine.channels_last:     # convert each task's [N, C, H, W]
             fmt = torch.channels_last
@@ -54,6 +68,20 @@ class MetaLearner:
         """Inner steps per task: uniform on [T - r, T + r] (``--gradient_step_sampling r``)."""
         r, t = self.config.inner.step_sampling, self.config.inner.steps
         return [int(np.random.randint(t - r, t + r + 1)) for _ in range(n_tasks)]
+
+    def skip_draws(self, n_tasks):
+        """Draw and drop the mask noise of ``n_tasks`` tasks that another process adapts.
+
+        PLUS draws fresh noise per task from the global generator, and an engine draws
+        every task's mask before it adapts any (``Engine.draws``). Drawing the noise of the
+        tasks before this process's share, and of those after it, keeps every process's
+        generator where one process's would be: the same noise per task, the same state
+        at the end. Without PLUS nothing is random here.
+        """
+        if n_tasks and self.engine.stochastic_mask:
+            with torch.no_grad():
+                for _ in range(n_tasks):
+                    self.mask()
 
     def parameters(self):
         theta = list(self.model.parameters())
@@ -89,9 +117,18 @@ class MetaLearner:
         parameter changes, or with ``skip_nonfinite`` skips the optimizer steps.
         """
         self.model.train()
-        tasks = self.tasks(batch)
+        n_tasks = len(batch["train"][1])
+        share = self.ranks.share(n_tasks) if self.ranks else range(n_tasks)
+        tasks = self.tasks(batch, share)
+        steps = self.sample_steps(n_tasks)[share.start:share.stop]   # every task's draw
         self.zero_grad()
-        loss, accuracies = self.engine.train_tasks(tasks, self.sample_steps(len(tasks)))
+        self.skip_draws(share.start)
+        loss, accuracies = self.engine.train_tasks(tasks, steps) if tasks else (None, [])
+        self.skip_draws(n_tasks - share.stop)
+        if self.ranks:
+            loss, accuracies = self.ranks.sum_meta_gradients(
+                [p for group in self.parameters() for p in group], loss, accuracies, share,
+                n_tasks)
         loss, accuracy, bad = self.finite_check(loss, torch.stack(accuracies).mean())
         if bad:
             self.zero_grad()
@@ -124,12 +161,20 @@ class MetaLearner:
 
     def evaluate_batches(self, loader, num_batches, desc=None):
         """Per-task query accuracies [floats] over the first ``num_batches`` batches of
-        ``loader``, with one host sync at the end."""
-        accuracies = []
-        for i, batch in enumerate(tqdm(loader, total=num_batches, desc=desc, leave=False)):
+        ``loader``, with one host sync at the end. Under torchrun every process draws every
+        batch (the same tasks as one process), evaluates those it ``owns`` and gets all
+        results back in loader order."""
+        accuracies, ranks = [], self.ranks
+        for i, batch in enumerate(tqdm(loader, total=num_batches, desc=desc, leave=False,
+                                       disable=ranks is not None and not ranks.is_main)):
             if i >= num_batches:
                 break
-            accuracies.append(self.evaluate_tensors(batch)[1])
+            if ranks is None or ranks.owns(i):
+                accuracies.append(self.evaluate_tensors(batch)[1])
+            else:
+                self.skip_draws(len(batch["test"][1]))
+        if ranks is not None:
+            return ranks.gather_batches(accuracies)
         return torch.cat(accuracies).tolist() if accuracies else []
 
     def sparsity(self):

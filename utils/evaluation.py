@@ -58,12 +58,13 @@ def merge_results(folder, results):
     return path
 
 
-def cross_domain(learner, data, folder, num_tasks, seed=0, datasets=CROSS_DOMAIN):
+def cross_domain(learner, data, folder, num_tasks, seed=0, datasets=CROSS_DOMAIN, write=True):
     """Test the best model of the run in ``folder`` on each dataset's test split.
 
     Returns {name: {"accuracy", "ci95", "num_tasks"}}, or {name: {"error": message}} for a
     dataset that cannot be used (missing files, other input shape); the others still run.
-    Also merges the results into folder/cross_domain.json.
+    Also merges the results into folder/cross_domain.json (with ``write``: under torchrun
+    every process evaluates, rank 0 writes).
     """
     try:
         load_best(learner, folder)
@@ -79,6 +80,8 @@ def cross_domain(learner, data, folder, num_tasks, seed=0, datasets=CROSS_DOMAIN
         except (DataUnavailable, EvaluationError) as err:
             results[name] = {"error": str(err)}
             print(f"cross-domain {name} skipped: {err}", file=sys.stderr)
+    if not write:
+        return results
     try:
         merge_results(folder, results)
     except WriteError as err:      # the results still reach results.json through train.py

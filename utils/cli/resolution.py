@@ -1,7 +1,8 @@
 """From parsed flags to the typed configuration of a run, resolved once.
 
-``resolve(args)`` draws the seed (``--seed -1``), chooses the run folder, picks the device
-and the dataset's input shape and turns the original's flags into the typed configs of
+``resolve(args)`` draws the seed (``--seed -1``), chooses the run folder (and, under
+torchrun, whether a restarted group resumes), picks the device (one GPU per torchrun
+process) and the dataset's input shape and turns the original's flags into the typed configs of
 ``maml.config`` / ``utils.run.config``; ``config.flags`` (what config.json records)
 holds the same resolved values, so a run folder's config.json rebuilds the run.
 ``parse_train_args(argv)`` is train.py's command line, with ``--resume --out_dir DIR``
@@ -24,6 +25,7 @@ from maml.config import (
 from utils.cli.methods import mask_init, mask_kind, mask_mode_name
 from utils.cli.parser import get_parser, parse_args
 from utils.data.loaders import DataConfig, dataset_shape
+from utils.run import distributed
 from utils.run.config import RunConfig, ScheduleConfig
 from utils.run.run_folder import CONFIG, default_out_dir, recorded_flags
 
@@ -31,8 +33,18 @@ NOT_RECORDED = ("resume",)      # actions, not settings of the run
 
 
 def device_of(args):
-    use_cuda = torch.cuda.is_available() and not args.dont_use_cuda
-    return "cuda" if use_cuda else "cpu"
+    """"cpu", or "cuda"; under torchrun with several processes "cuda:LOCAL_RANK" (one GPU
+    per process, counted within CUDA_VISIBLE_DEVICES)."""
+    if not torch.cuda.is_available() or args.dont_use_cuda:
+        return "cpu"
+    if distributed.world_size() == 1:
+        return "cuda"
+    rank, count = distributed.local_rank(), torch.cuda.device_count()
+    if rank >= count:
+        get_parser().error(f"torchrun started local rank {rank}, but this node has {count} "
+                           "visible GPU(s): use at most one process per GPU "
+                           "(--nproc_per_node), or --dont_use_cuda")
+    return f"cuda:{rank}"
 
 
 def learner_config(args, device=None):
@@ -80,12 +92,17 @@ def schedule_config(args):
 def resolve(args, out_dir=None):
     """The ``RunConfig`` of parsed flags. ``out_dir`` overrides ``--out_dir``."""
     device = device_of(args)
-    if args.task_streams > 1 and device != "cuda":
+    if args.task_streams > 1 and not device.startswith("cuda"):
         get_parser().error("--task_streams overlaps tasks on CUDA streams; it does nothing "
                            f"on {device}")
+    if distributed.world_size() > 1 and not (out_dir or args.out_dir):
+        get_parser().error("under torchrun, give --out_dir: the processes share it, and a "
+                           "group that torchrun restarts continues the run from it")
     out_dir = out_dir or args.out_dir or default_out_dir(args.method)
+    # torchrun restarted the group after a failure: continue this launch's run
+    resume = args.resume or distributed.restarted_run(out_dir)
     seed = args.seed
-    if seed < 0 and args.resume:        # a drawn seed is recorded; reuse it to resume exactly
+    if seed < 0 and resume:             # a drawn seed is recorded; reuse it to resume exactly
         seed = (recorded_flags(out_dir) or {}).get("seed", -1)
         seed = seed if isinstance(seed, int) else -1
     if seed < 0:
@@ -94,7 +111,7 @@ def resolve(args, out_dir=None):
     flags.update(seed=seed, out_dir=out_dir)
     return RunConfig(learner=learner_config(args, device), data=data_config(args),
                      schedule=schedule_config(args), seed=seed, out_dir=out_dir,
-                     resume=args.resume, method=args.method, flags=flags,
+                     resume=resume, method=args.method, flags=flags,
                      config_file=args.config)
 
 

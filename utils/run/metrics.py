@@ -26,13 +26,16 @@ class RunLogger:
 
     TAGS = {"train": "Training Accuracy", "val": "Val Accuracy", "test": "Test Accuracy"}
 
-    def __init__(self, out_dir, tensorboard=True, metrics_bytes=None, first_epoch=0):
+    def __init__(self, out_dir, tensorboard=True, metrics_bytes=None, first_epoch=0,
+                 write=True):
+        """``write`` False (the other processes of a torchrun run): log nothing anywhere."""
         self.path = os.path.join(out_dir, "metrics.jsonl")
-        if metrics_bytes is not None and os.path.exists(self.path):
+        self.write = write
+        if write and metrics_bytes is not None and os.path.exists(self.path):
             with open(self.path, "r+b") as f:      # drop rows written after the checkpoint
                 f.truncate(min(metrics_bytes, os.path.getsize(self.path)))
         self.writer = None
-        if tensorboard:
+        if tensorboard and write:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(out_dir, purge_step=first_epoch)
 
@@ -41,6 +44,8 @@ class RunLogger:
 
     def log(self, epoch, phase, accuracy, loss=None, ci95=None, sparsity=None,
             sparsity_per_param=None):
+        if not self.write:
+            return
         row = {"epoch": epoch, "phase": phase, "accuracy": accuracy}
         for key, value in (("loss", loss), ("ci95", ci95), ("sparsity", sparsity),
                            ("sparsity_per_param", sparsity_per_param)):
