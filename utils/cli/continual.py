@@ -8,7 +8,6 @@ DIR`` without --config takes every flag it does not set from DIR/config.json.
 """
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -18,10 +17,10 @@ import torch
 
 from maml.continual import METHODS, method_supports
 from maml.continual.config import ContinualConfig, PretrainConfig
+from utils.cli.common import BOOL, non_negative, positive, read_config, run_seed
 from utils.data.continual import BENCHMARKS, ContinualDataConfig, benchmark_kind
 from utils.run.run_folder import CONFIG, default_out_dir, recorded_flags
 
-BOOL = argparse.BooleanOptionalAction
 NOT_RECORDED = ("resume",)
 
 
@@ -44,26 +43,6 @@ class ContinualRunConfig:
     config_file: Optional[str] = None
 
 
-def _positive(kind):
-    def parse(value):
-        x = kind(value)
-        if x <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-        return x
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
-
-def _non_negative(kind):
-    def parse(value):
-        x = kind(value)
-        if x < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-        return x
-    parse.__name__ = f"non-negative {kind.__name__}"
-    return parse
-
-
 def _probability(value):
     x = float(value)
     if not 0.0 <= x <= 1.0:
@@ -75,7 +54,7 @@ def get_parser():
     p = argparse.ArgumentParser(
         prog="continual.py", description="Continual learning with (sparse) La-MAML, OSAKA's "
         "Continual-MAML and the online-SGD / experience-replay floors.")
-    pi, pf, ni, nf = _positive(int), _positive(float), _non_negative(int), _non_negative(float)
+    pi, pf, ni, nf = positive(int), positive(float), non_negative(int), non_negative(float)
     D = " (default: %(default)s)"
     c, m, d = ContinualConfig(), ContinualDataConfig(), PretrainConfig()
 
@@ -200,24 +179,6 @@ def get_parser():
     return p
 
 
-def load_config(path, parser):
-    """Flag values from a JSON file (a run's config.json too); unknown keys are errors."""
-    try:
-        with open(path) as f:
-            values = json.load(f)
-    except (OSError, ValueError) as err:
-        parser.error(f"cannot read --config {path}: {err}")
-    if not isinstance(values, dict):
-        parser.error(f"--config {path} must hold a JSON object of flag values")
-    if isinstance(values.get("args"), dict):
-        values = dict(values["args"])
-    dests = {a.dest for a in parser._actions}
-    unknown = sorted(k for k in values if not k.startswith("_") and k not in dests)
-    if unknown:
-        parser.error(f"unknown keys in --config {path}: {', '.join(unknown)}")
-    return {k: v for k, v in values.items() if not k.startswith("_") and k != "config"}
-
-
 def parse_args(argv):
     """Parse and check continual.py's flags (precedence: defaults < --config < flags)."""
     parser = get_parser()
@@ -225,7 +186,7 @@ def parse_args(argv):
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
     if known.config:
-        parser.set_defaults(**load_config(known.config, parser))
+        parser.set_defaults(**read_config(known.config, parser))
     args = parser.parse_args(argv)
     kind = benchmark_kind(args.benchmark)
     if kind not in method_supports(args.method):
@@ -254,12 +215,7 @@ def _fields(cls, values):
 def resolve(args):
     """The ``ContinualRunConfig`` of parsed flags: seed drawn, run folder and device chosen."""
     out_dir = args.out_dir or default_out_dir(args.method)
-    seed = args.seed
-    if seed < 0 and args.resume:
-        seed = (recorded_flags(out_dir) or {}).get("seed", -1)
-        seed = seed if isinstance(seed, int) else -1
-    if seed < 0:
-        seed = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
+    seed = run_seed(args.seed, args.resume, out_dir)
     device = "cuda" if torch.cuda.is_available() and not args.dont_use_cuda else "cpu"
     values = dict(vars(args), device=device, mode_probs=tuple(args.mode_probs))
     pretrain = PretrainConfig(epochs=args.pretrain_epochs, batches_per_epoch=args.pretrain_batches,

@@ -10,49 +10,18 @@ import json
 
 from maml.mask_modes import MASK_MODES
 from utils.cli.checks import check_consistency
+from utils.cli.common import BOOL, choice, non_negative, positive, read_config
 from utils.cli.methods import METHODS, describe, preset
 
-BOOL = argparse.BooleanOptionalAction     # every boolean flag has its --no- form
 DATASETS = ("MiniImagenet", "TieredImagenet", "CUB", "CARS", "Omniglot", "Strokes", "folder")
 OPTIMIZERS = ("ADAM", "SGD")
-
-
-def _choice(options):
-    """Case-insensitive choice that returns the canonical spelling."""
-    lookup = {o.lower(): o for o in options}
-
-    def parse(value):
-        key = value.lower()
-        if key not in lookup:
-            raise argparse.ArgumentTypeError(
-                f"unknown value {value!r}; choose from {', '.join(options)}")
-        return lookup[key]
-    parse.__name__ = "choice"
-    return parse
-
-
-def _positive(kind):
-    def parse(value):
-        x = kind(value)
-        if x <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-        return x
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
-
-def _non_negative_int(value):
-    x = int(value)
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return x
 
 
 def get_parser():
     p = argparse.ArgumentParser(
         prog="train.py", description="Meta-train sparse-MAML (and MAML, ANIL, BOIL, "
         "Meta-SGD, sparse-ReLU-MAML) on few-shot image classification.")
-    pi, pf = _positive(int), _positive(float)
+    pi, pf = positive(int), positive(float)
     D = " (default: %(default)s)"
 
     g = p.add_argument_group("general")
@@ -92,7 +61,7 @@ def get_parser():
     g.add_argument("--batches_train", type=pi, default=100, help="meta-batches per epoch" + D)
     g.add_argument("--batches_test", type=pi, default=300, help="test batches" + D)
     g.add_argument("--batches_val", type=pi, default=300, help="validation batches" + D)
-    g.add_argument("--num_workers", type=_non_negative_int, default=2,
+    g.add_argument("--num_workers", type=non_negative(int), default=2,
                    help="data loader worker processes" + D)
 
     g = p.add_argument_group("engine")
@@ -117,7 +86,7 @@ def get_parser():
                         "--gradient_step_sampling)" + D)
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", type=_choice(DATASETS), default="MiniImagenet",
+    g.add_argument("--dataset", type=choice(DATASETS), default="MiniImagenet",
                    help=f"one of {', '.join(DATASETS)}; folder: your own images in "
                         "--data_folder/{train,val,test}/<class>/<images>" + D)
     g.add_argument("--data_folder", type=str, default="data",
@@ -152,9 +121,9 @@ def get_parser():
     g.add_argument("--num_ways", type=pi, default=5, help="classes per task (N)" + D)
 
     g = p.add_argument_group("optimizer")
-    g.add_argument("--optimizer_theta", type=_choice(OPTIMIZERS), default="ADAM",
+    g.add_argument("--optimizer_theta", type=choice(OPTIMIZERS), default="ADAM",
                    help="outer optimizer for theta: ADAM or SGD (Nesterov momentum)" + D)
-    g.add_argument("--optimizer_mask", type=_choice(OPTIMIZERS), default="ADAM",
+    g.add_argument("--optimizer_mask", type=choice(OPTIMIZERS), default="ADAM",
                    help="outer optimizer for the mask logits phi: ADAM or SGD" + D)
     g.add_argument("--lr", type=pf, default=0.001, help="outer learning rate for theta" + D)
     g.add_argument("--mask_lr", type=pf, default=0.001,
@@ -178,9 +147,9 @@ def get_parser():
                    help="preset that sets the flags of a paper method" + D)
     g.add_argument("--step_size", type=pf, default=0.1, help="inner learning rate alpha" + D)
     g.add_argument("--gradient_steps", type=pi, default=35, help="inner steps in training" + D)
-    g.add_argument("--gradient_step_sampling", type=_non_negative_int, default=0,
+    g.add_argument("--gradient_step_sampling", type=non_negative(int), default=0,
                    help="train with inner steps drawn uniformly from gradient_steps +- this" + D)
-    g.add_argument("--gradient_steps_test", type=_non_negative_int, default=35,
+    g.add_argument("--gradient_steps_test", type=non_negative(int), default=35,
                    help="inner steps at validation/test (0: no adaptation)" + D)
     g.add_argument("--second_order", action=BOOL, default=False,
                    help="full second-order MAML (reference engine only)" + D)
@@ -224,23 +193,11 @@ def get_parser():
 
 
 def load_config(path, parser):
-    """Flag values from a JSON config file; unknown keys are an argparse error."""
-    try:
-        with open(path) as f:
-            values = json.load(f)
-    except (OSError, ValueError) as err:
-        parser.error(f"cannot read --config {path}: {err}")
-    if not isinstance(values, dict):
-        parser.error(f"--config {path} must hold a JSON object of flag values")
-    if isinstance(values.get("args"), dict):      # a run's config.json
-        values = dict(values["args"])
-        if values.get("method") not in METHODS:   # a described name, e.g. "sparse-maml-plus"
-            values.pop("method", None)
-    dests = {a.dest for a in parser._actions}
-    unknown = sorted(k for k in values if not k.startswith("_") and k not in dests)
-    if unknown:
-        parser.error(f"unknown keys in --config {path}: {', '.join(unknown)}")
-    return {k: v for k, v in values.items() if not k.startswith("_") and k != "config"}
+    """train.py's flag values from a JSON config file (or a run's config.json)."""
+    def described_method(recorded):     # a run records e.g. "sparse-maml-plus": no preset
+        if recorded.get("method") not in METHODS:
+            recorded.pop("method", None)
+    return read_config(path, parser, described_method)
 
 
 def config_notes(path):

@@ -22,6 +22,7 @@ from maml.config import (
     MaskConfig,
     OuterLoopConfig,
 )
+from utils.cli.common import run_seed
 from utils.cli.methods import mask_init, mask_kind, mask_mode_name
 from utils.cli.parser import get_parser, parse_args
 from utils.data.loaders import DataConfig, dataset_shape
@@ -101,12 +102,7 @@ def resolve(args, out_dir=None):
     out_dir = out_dir or args.out_dir or default_out_dir(args.method)
     # torchrun restarted the group after a failure: continue this launch's run
     resume = args.resume or distributed.restarted_run(out_dir)
-    seed = args.seed
-    if seed < 0 and resume:             # a drawn seed is recorded; reuse it to resume exactly
-        seed = (recorded_flags(out_dir) or {}).get("seed", -1)
-        seed = seed if isinstance(seed, int) else -1
-    if seed < 0:
-        seed = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
+    seed = run_seed(args.seed, resume, out_dir)
     flags = {k: v for k, v in vars(args).items() if k not in NOT_RECORDED}
     flags.update(seed=seed, out_dir=out_dir)
     return RunConfig(learner=learner_config(args, device), data=data_config(args),
