@@ -7,17 +7,28 @@
 #                 digits-rotations_la-maml 'digits-*' '*_sparse-*'
 #   --seeds N     seeds 0..N-1 per config, passed as --seed (default 5)
 #   --out ROOT    output root; each run goes to ROOT/<config>/seed<i> (default runs/continual)
-#   --jobs J      runs at a time (default 1)
-#   --dry-run     print every continual.py command line, run nothing
+#   --jobs J      local: runs at a time (default 1); slurm: array tasks at once (default:
+#                 no limit); --slots K is the same
+#   --dry-run     print the continual.py command line of every run still to do, run nothing
+#                 (with --executor slurm: write and print the sbatch script, submit nothing)
 #   --list        print the config names and exit
+#   --status      print the configs x seeds table of run states and the summary, run nothing
+#   --executor E  local (default): runs on this machine, --jobs at a time;
+#                 slurm: one sbatch job array over the runs still to do
+#   --partition P, --gres G, --gpus G, --cpus N, --mem M, --time T, --account A, --qos Q,
+#   --sbatch_extra LINE, --setup SHELL, --requeue
+#                 Slurm options, passed to sweep.py (see python sweep.py --help)
 #   -- FLAGS      forwarded to every continual.py call (they override the config file;
 #                 runs start in the repo folder, --out is relative to the caller's)
 #
-# A run whose folder already holds results.json is skipped; one with a checkpoint but
-# no results is continued with --resume, so rerunning the script finishes what a stop
-# or crash left. PYTHON selects the interpreter (default: python). A failed run does not
-# stop the others; the script exits 1 if any failed. Summarise with:
-# python -m utils.report_continual ROOT
+# The runs go through sweep.py (the configs are a grid over their files, "program":
+# "continual"): a run whose folder holds results.json is skipped, one with a checkpoint
+# but no results continues with --resume, so rerunning a command finishes what a stop or
+# crash left. Each run's output goes to ROOT/<config>/seed<i>/continual.log; ROOT holds
+# results.csv and summary.md. PYTHON selects the interpreter of sweep.py and continual.py
+# (default: python). A failed run does not stop the others; the script exits 1 if any
+# failed. Ctrl-C stops the runs after they checkpoint; rerun the same command to continue.
+# Summarise with: python -m utils.report_continual ROOT
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,21 +38,32 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 die() { echo "run_continual.sh: $*" >&2; exit 2; }
 positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"; }
 
-seeds=5 out=runs/continual jobs=1 dry_run=0 list=0
-patterns=() extra=()
+seeds=5 out=runs/continual slots="" executor=local dry_run=0 list=0
+patterns=() extra=() sweep_opts=()
 while (($#)); do
     case "$1" in
         --seeds) (($# >= 2)) || die "--seeds needs a number"; positive --seeds "$2"; seeds=$2; shift 2 ;;
+        --seeds=*) seeds=${1#*=}; positive --seeds "$seeds"; shift ;;
         --out) (($# >= 2)) || die "--out needs a folder"; out=$2; shift 2 ;;
-        --jobs) (($# >= 2)) || die "--jobs needs a number"; positive --jobs "$2"; jobs=$2; shift 2 ;;
+        --out=*) out=${1#*=}; shift ;;
+        --jobs|--slots) (($# >= 2)) || die "$1 needs a number"; positive "$1" "$2"; slots=$2; shift 2 ;;
+        --jobs=*|--slots=*) slots=${1#*=}; positive "${1%%=*}" "$slots"; shift ;;
+        --executor) (($# >= 2)) || die "--executor needs local or slurm"; executor=$2; shift 2 ;;
+        --executor=*) executor=${1#*=}; shift ;;
         --dry-run) dry_run=1; shift ;;
         --list) list=1; shift ;;
+        --status|--requeue) sweep_opts+=("$1"); shift ;;
+        --partition|--gres|--gpus|--cpus|--mem|--time|--account|--qos|--sbatch_extra|--setup)
+            (($# >= 2)) || die "$1 needs a value"; sweep_opts+=("$1=$2"); shift 2 ;;
+        --partition=*|--gres=*|--gpus=*|--cpus=*|--mem=*|--time=*|--account=*|--qos=*|--sbatch_extra=*|--setup=*)
+            sweep_opts+=("$1"); shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         -*) die "unknown option '$1' (continual.py flags go after --; see --help)" ;;
         *) patterns+=("$1"); shift ;;
     esac
 done
+case "$executor" in local|slurm) ;; *) die "--executor must be local or slurm, got '$executor'" ;; esac
 
 available=()
 for f in "$REPO"/configs/continual/*.json; do
@@ -66,50 +88,31 @@ for p in "${patterns[@]}"; do
     ((matched)) || die "no config matches '$p'; --list shows the names"
 done
 
+# Run from the repo (configs, continual.py and the default data folder are relative to
+# it); an --out relative to the caller's folder keeps pointing there.
 case "$out" in /*) ;; *) [ "$PWD" = "$REPO" ] || out="$PWD/$out" ;; esac
 cd "$REPO"
 
-failed=() running=0
-finish_one() {      # wait for one background run; remember it if it failed
-    local rc=0
-    wait -n || rc=$?
-    running=$((running - 1))
-    if ((rc == 130 || rc == 143)); then
-        echo "run_continual.sh: a run was stopped; rerun this script to continue it" >&2
-        exit "$rc"
-    fi
-    ((rc == 0)) || failed+=("exit $rc")
+json_str() {    # $1 as a JSON string
+    local v=${1//\\/\\\\}
+    v=${v//\"/\\\"}
+    printf '"%s"' "$v"
 }
-for c in "${selected[@]}"; do
-    for ((seed = 0; seed < seeds; seed++)); do
-        dir="$out/$c/seed$seed"
-        if [ -f "$dir/results.json" ]; then
-            echo "# $c/seed$seed: done ($dir/results.json), skipped"
-            continue
-        fi
-        if [ -f "$dir/checkpoint.pt" ]; then
-            cmd=("$PY" continual.py --resume --out_dir "$dir")
-        else
-            cmd=("$PY" continual.py --config "configs/continual/$c.json" --seed "$seed"
-                 --out_dir "$dir" ${extra[@]+"${extra[@]}"})
-        fi
-        if ((dry_run)); then
-            printf '%q ' "${cmd[@]}" | sed 's/ $//'
-            echo
-            continue
-        fi
-        printf '$ %s\n' "${cmd[*]}"
-        mkdir -p "$(dirname "$dir")"
-        "${cmd[@]}" > "$dir.log" 2>&1 &
-        running=$((running + 1))
-        ((running < jobs)) || finish_one
-    done
-done
-while ((running > 0)); do finish_one; done
+# The configs as one grid over their files: sweep.py names each point after its config.
+values=()
+for c in "${selected[@]}"; do values+=("$(json_str "configs/continual/$c.json")"); done
+grid="{\"program\": \"continual\", \"grid\": {\"config\": [$(IFS=,; echo "${values[*]}")]}}"
 
-((dry_run)) && exit 0
-if ((${#failed[@]})); then
-    echo "run_continual.sh: ${#failed[@]} run(s) failed (see ROOT/<config>/seed<i>.log)" >&2
+# Locally one run after the other unless --jobs says otherwise, as this script always did.
+if [ -z "$slots" ] && [ "$executor" = local ]; then slots=1; fi
+cmd=("$PY" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
+     ${slots:+--slots "$slots"} ${sweep_opts[@]+"${sweep_opts[@]}"})
+((dry_run)) && cmd+=(--dry-run)
+((${#extra[@]})) && cmd+=(-- "${extra[@]}")
+rc=0
+"${cmd[@]}" <<< "$grid" || rc=$?
+if ((rc == 130 || rc == 143)); then
+    echo "run_continual.sh: stopped; the runs kept their last checkpoints. Rerun the same" \
+         "command to continue (finished runs are skipped, stopped ones resume)." >&2
 fi
-echo "Summarise the runs with: $PY -m utils.report_continual $(printf '%q' "$out")"
-((${#failed[@]} == 0)) || exit 1
+exit "$rc"

@@ -1,11 +1,13 @@
-"""Run a grid of train.py runs (points x seeds) locally or as a Slurm job array.
+"""Run a grid of train.py or continual.py runs (points x seeds) locally or as a Slurm
+job array.
 
     python sweep.py GRID.json [--seeds N] [--out ROOT] [--executor local|slurm]
-                    [--slots K] [--dry-run] [--status] [slurm options] [-- TRAIN.PY FLAGS]
+                    [--slots K] [--dry-run] [--status] [slurm options] [-- PROGRAM FLAGS]
 
 Reads top to bottom: parse -> expand and validate the grid (exit 2 naming the point and
 flag) -> status / dry run / run -> collect ROOT/results.csv and the summary. README.md,
-"Running many experiments", describes the grid file. Exit status: 0 every run finished
+"Running many experiments", describes the grid file (its "program" key picks the
+script: utils/sweep/programs.py). Exit status: 0 every run finished
 (or --status, --dry-run, a submission), 1 some run failed, 2 bad grid or options,
 130/143 stopped by SIGINT/SIGTERM (rerun the same command to continue).
 """
@@ -29,7 +31,7 @@ def current_states(sweep):
     queue = slurm.queue_states(sweep)
     states = {}
     for run in sweep.runs:
-        state = run_state(run.dir)
+        state = run_state(run.dir, sweep.program)
         if state in TO_RUN and run.dir in queue:
             state = QUEUED if queue[run.dir] == "PD" else RUNNING
         states[run.dir] = state
@@ -38,14 +40,13 @@ def current_states(sweep):
 
 def collect(sweep):
     """Write results.csv and the summary files; print the summary of finished runs."""
-    rows = results.run_rows(sweep, current_states(sweep))
-    summaries = results.point_summaries(sweep, rows)
-    markdown = results.write_collection(sweep, rows, summaries)
-    if any(s["seeds_done"] for s in summaries):
+    collection = results.Collection(sweep, current_states(sweep))
+    markdown = collection.write()
+    if any(s["seeds_done"] for s in collection.summaries):
         print(markdown, end="")
     print(f"Per run: {os.path.join(sweep.root, 'results.csv')}; per point: "
           f"{os.path.join(sweep.root, 'summary.md')}. Summarise with: "
-          + sweep.quoted([sweep.python, "-m", "utils.report", sweep.root]))
+          + sweep.quoted([sweep.python, "-m", sweep.program.report, sweep.root]))
 
 
 def main(argv=None):
@@ -60,7 +61,7 @@ def execute(argv):
     args, extra = cli.parse_args(argv)
     grid = args.grid if args.grid == "-" else os.path.abspath(args.grid)
     root = os.path.abspath(args.out)
-    os.chdir(REPO)      # train.py runs here; grid config paths are relative to it
+    os.chdir(REPO)      # the program runs here; grid config paths are relative to it
     try:
         sweep = open_sweep(grid, root, args.seeds, REPO, args.python, extra)
     except GridError as err:

@@ -1,7 +1,8 @@
 """sweep.py end to end, run as a program (forked from the tests' zygote, tests/scripts.py;
-with a Slurm environment as a subprocess): refused grids, dry runs, --status, a changed
-grid; the local executor with 2 slots on tiny Strokes runs, Ctrl-C and reruns; a job
-array on a private Slurm cluster with one task requeued mid-run (tests/slurm_cluster.py).
+with a Slurm environment as a subprocess): refused grids, dry runs (train.py's and
+continual.py's), --status, a changed grid; the local executor with 2 slots on tiny
+Strokes runs, Ctrl-C and reruns; a job array on a private Slurm cluster with one task
+requeued mid-run (tests/slurm_cluster.py).
 """
 import csv
 import json
@@ -158,6 +159,27 @@ def test_dry_run_prints_the_commands_and_writes_nothing(tmp_path, zygote):
     assert len(lines) == 4
     assert lines[3] == ("py train.py --config configs/quick/sparse-maml.json --mask_lr 0.01 "
                         f"--seed 1 --out_dir {tmp_path}/root/mask_lr=0.01/seed1 --dont_use_cuda")
+    assert not (tmp_path / "root").exists()
+
+
+def test_continual_grid_runs_continual_py_and_is_checked_by_its_parser(tmp_path, zygote):
+    grid = REPO / "sweeps" / "continual_sparse-la-maml.json"
+    result = sweep(zygote, grid, "--out", tmp_path / "root", "--dry-run", "--python", "py")
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("py continual.py --config configs/"
+                                                   "continual/digits-permutations_sparse-"
+                                                   "la-maml.json ") for line in lines)
+    assert lines[0].endswith(" --rate_init_shift -0.14 --opt_lr 0.1 --seed 0 --out_dir "
+                             f"{tmp_path}/root/rate_init_shift=-0.14_opt_lr=0.1/seed0")
+    refused = sweep(zygote, write_grid(tmp_path, {"program": "continual",
+                                                  "flags": {"method": "la-maml"},
+                                                  "grid": {"benchmark": ["osaka-omniglot"]}}),
+                    "--out", tmp_path / "root")
+    assert refused.code == 2
+    assert refused.stderr.strip() == ("sweep.py: point benchmark=osaka-omniglot: --method "
+                                      "la-maml runs on tasks, not on the stream benchmark "
+                                      "osaka-omniglot")
     assert not (tmp_path / "root").exists()
 
 

@@ -1,4 +1,5 @@
-"""Command line of sweep.py (arguments after ``--`` go to every train.py call)."""
+"""Command line of sweep.py (arguments after ``--`` go to every run of the grid's program,
+train.py or continual.py)."""
 import argparse
 import os
 import sys
@@ -15,15 +16,17 @@ def _positive_int(value):
 
 def get_parser():
     p = argparse.ArgumentParser(
-        prog="sweep.py", usage="%(prog)s GRID.json [options] [-- TRAIN.PY FLAGS]",
-        description="Run a grid of train.py runs (points x seeds) on this machine or as a "
-        "Slurm job array. Each run goes to ROOT/<point>/seed<i>; rerunning the same "
-        "command skips finished runs and resumes unfinished ones. Flags after -- go to "
-        "every train.py call (not part of the point ids: paths, workers). train.py runs "
-        "in the repository folder: config and data paths are relative to it.")
+        prog="sweep.py", usage="%(prog)s GRID.json [options] [-- PROGRAM FLAGS]",
+        description="Run a grid of train.py runs, or of continual.py runs (the grid's "
+        "\"program\": \"continual\"), points x seeds, on this machine or as a Slurm job "
+        "array. Each run goes to ROOT/<point>/seed<i>; rerunning the same command skips "
+        "finished runs and resumes unfinished ones. Flags after -- go to every run (not "
+        "part of the point ids: paths, workers). The program runs in the repository "
+        "folder: config and data paths are relative to it.")
     D = " (default: %(default)s)"
     p.add_argument("grid", metavar="GRID.json",
-                   help="grid file (keys config, flags, grid, conditions; see README, "
+                   help="grid file (keys program, config, flags, grid, conditions; see "
+                        "README, "
                         "'Running many experiments'), or - to read it from standard input")
 
     g = p.add_argument_group("sweep")
@@ -33,13 +36,13 @@ def get_parser():
                    help="sweep folder ROOT, relative to the current folder; None gives "
                         "runs/sweeps/<grid file name>" + D)
     g.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="local: train.py processes on this machine; slurm: one sbatch "
-                        "job array" + D)
+                   help="local: processes on this machine; slurm: one sbatch job "
+                        "array" + D)
     g.add_argument("--slots", type=_positive_int, default=None, metavar="K",
                    help="local: runs at once (None: one per visible GPU, 1 without a GPU); "
                         "slurm: array tasks at once (None: no limit)" + D)
     g.add_argument("--dry-run", action="store_true",
-                   help="local: print the train.py commands of the runs to do, write "
+                   help="local: print the commands of the runs to do, write "
                         "nothing; slurm: write and print the sbatch script, do not "
                         "submit" + D)
     g.add_argument("--status", action="store_true",
@@ -47,7 +50,7 @@ def get_parser():
                         "finished runs (and rewrite ROOT/results.csv, summary.csv/md); "
                         "start nothing" + D)
     g.add_argument("--python", default=sys.executable, metavar="PY",
-                   help="interpreter that runs train.py" + D)
+                   help="interpreter that runs the program" + D)
 
     g = p.add_argument_group("slurm executor (sbatch options of the job array)")
     g.add_argument("--partition", default=None, help="sbatch --partition" + D)
@@ -65,13 +68,13 @@ def get_parser():
                    help="extra #SBATCH line, e.g. --sbatch_extra=--constraint=a100 (with "
                         "'=', as the value starts with a dash; repeatable)" + D)
     g.add_argument("--setup", action="append", default=[], metavar="SHELL",
-                   help="shell line run before train.py in each task, e.g. 'module load "
+                   help="shell line run before the program in each task, e.g. 'module load "
                         "cuda' or 'source .venv/bin/activate' (repeatable)" + D)
     return p
 
 
 def parse_args(argv=None):
-    """(namespace, train.py arguments after --); argparse errors exit 2."""
+    """(namespace, the program's arguments after --); argparse errors exit 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     extra = []
     if "--" in argv:

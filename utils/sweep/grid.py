@@ -2,7 +2,9 @@
 
 The format follows the authors' ``hp_search_grid.py``::
 
-    {"config": "configs/....json",            optional base config of every point
+    {"program": "train",                      optional: train (train.py) or continual
+                                              (continual.py), see programs.py
+     "config": "configs/....json",            optional base config of every point
      "flags": {"epochs": 400, ...},           fixed flags (scalars)
      "grid": {"mask_lr": [0.001, 0.01], ...}, the product of these value lists
      "conditions": [[{"step_size": [0.5]}, {"batch_size": [4]}], ...]}
@@ -10,11 +12,11 @@ The format follows the authors' ``hp_search_grid.py``::
 A point that matches a condition's first dict (each of its flags has one of the listed
 values) takes the second dict's values instead, one point per combination of them;
 conditions apply in order, so a later one sees what an earlier one set. Duplicate
-points (same flags and names) are dropped. Keys are train.py's flag names (dest names,
-as in config files); booleans stand for store-true flags. Two keys are not flags:
-``config`` (a config file, named in ids by its file stem) and ``argv`` (raw train.py
-arguments; in "grid" a dict {name: [arguments]} whose names appear in the ids, in
-"flags" one list).
+points (same flags and names) are dropped. Keys are the program's flag names (dest
+names, as in config files); booleans stand for switches. Two keys are not flags:
+``config`` (a config file, named in ids by its file stem) and ``argv`` (raw command-line
+arguments of the program; in "grid" a dict {name: [arguments]} whose names appear in the
+ids, in "flags" one list).
 
 A point's id is made of the grid's keys (a key with a single value too, so widening a
 list later keeps the existing ids) and of the keys a condition expanded to several
@@ -30,8 +32,10 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from utils.sweep.programs import DEFAULT, PROGRAMS
+
 ID_MAX = 80
-TOP_KEYS = ("config", "flags", "grid", "conditions")
+TOP_KEYS = ("program", "config", "flags", "grid", "conditions")
 SPECIAL = ("config", "argv")
 # Set per run by the sweep, so a grid must not set them.
 RESERVED = {"seed": "seeds come from --seeds (runs get --seed 0..N-1)",
@@ -71,11 +75,11 @@ def _check_values(where, key, values, named=False):
                 isinstance(v, list) and all(isinstance(w, str) for w in v)
                 for v in values.values())
             if not ok:
-                raise GridError(f"{where}: 'argv' must map names to lists of train.py "
-                                "arguments, e.g. {\"run_a\": [\"--epochs=400\"]}")
+                raise GridError(f"{where}: 'argv' must map names to lists of command-"
+                                "line arguments, e.g. {\"run_a\": [\"--epochs=400\"]}")
             return
         if not (isinstance(values, list) and all(isinstance(w, str) for w in values)):
-            raise GridError(f"{where}: 'argv' must be a list of train.py arguments")
+            raise GridError(f"{where}: 'argv' must be a list of command-line arguments")
         return
     if named:
         if not isinstance(values, list) or not values:
@@ -108,6 +112,10 @@ def load_grid(path):
     if unknown:
         raise GridError(f"{name}: unknown keys {', '.join(unknown)} (expected "
                         f"{', '.join(TOP_KEYS)}; keys starting with '_' are comments)")
+    program = grid.get("program", DEFAULT)
+    if not isinstance(program, str) or program not in PROGRAMS:
+        raise GridError(f"{name}: 'program' must be one of {', '.join(PROGRAMS)}, got "
+                        f"{json.dumps(program)}")
     if "config" in grid:
         _check_values(name, "config", grid["config"])
     for key in ("flags", "grid"):
@@ -133,6 +141,11 @@ def load_grid(path):
                     raise GridError(f"{name}: condition {i}: 'argv' cannot be matched or set")
                 _check_values(f"{name} condition {i}", flag, values, named=True)
     return grid
+
+
+def grid_program(grid):
+    """The Program a loaded grid runs (programs.py)."""
+    return PROGRAMS[grid.get("program", DEFAULT)]
 
 
 def _matches(flags, match):
@@ -217,9 +230,9 @@ def expand(grid):
 
 
 def point_args(point, negatable=()):
-    """train.py arguments of a point (without --seed/--out_dir).
+    """The program's arguments of a point (without --seed/--out_dir).
 
-    true -> ``--flag``; false -> ``--no-flag`` when train.py has it (``negatable``: the
+    true -> ``--flag``; false -> ``--no-flag`` when the program has it (``negatable``: the
     flags that have it), else nothing (validate.py checks that the run then gets false).
     """
     args = []

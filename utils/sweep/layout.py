@@ -1,9 +1,10 @@
 """Where a sweep's runs live and how each is started: ROOT/<point>/seed<i>, ROOT/sweep.json.
 
-ROOT/sweep.json records point id -> full flags (and the grid file of the last call).
-A rerun may add points and seeds; a grid that gives a recorded point id different
-flags is refused, so a run folder never mixes two settings. Commands start train.py in
-the repository folder (configs and data paths of a grid are relative to it); run
+ROOT/sweep.json records the program (train or continual, programs.py) and point id ->
+full flags (and the grid file of the last call). A rerun may add points and seeds; a
+grid that gives a recorded point id different flags, or the sweep another program, is
+refused, so a run folder never mixes two settings. Commands start the program's script
+in the repository folder (configs and data paths of a grid are relative to it); run
 folders inside the repository are written relative to it, others absolute.
 """
 import datetime
@@ -12,13 +13,20 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from utils import cli
 from utils.run.atomic_io import save_json
-from utils.sweep.grid import GridError, Point, canonical, expand, load_grid, point_args
+from utils.sweep.grid import (
+    GridError,
+    Point,
+    canonical,
+    expand,
+    grid_program,
+    load_grid,
+    point_args,
+)
+from utils.sweep.programs import DEFAULT
 from utils.sweep.validate import check_points, negatable_flags
 
 SWEEP_FILE = "sweep.json"
-CHECKPOINT = "checkpoint.pt"
 MAX_ERRORS = 20
 
 
@@ -34,12 +42,12 @@ class Run:
 
 
 class Sweep:
-    """Points x seeds under ``root``; ``python`` runs train.py from ``repo``."""
+    """Points x seeds under ``root``; ``python`` runs ``program``'s script from ``repo``."""
 
-    def __init__(self, root, points, seeds, repo, python, negatable=(), extra_args=(),
-                 grid_file=None, grid=None):
+    def __init__(self, root, points, seeds, repo, python, program, negatable=(),
+                 extra_args=(), grid_file=None, grid=None):
         self.root, self.points, self.seeds = os.path.abspath(root), list(points), list(seeds)
-        self.repo, self.python = os.path.abspath(repo), python
+        self.repo, self.python, self.program = os.path.abspath(repo), python, program
         self.negatable, self.extra_args = set(negatable), list(extra_args)
         self.grid_file, self.grid = grid_file, grid
         self.runs = [Run(p, s, os.path.join(self.root, p.id, f"seed{s}"))
@@ -63,17 +71,17 @@ class Sweep:
         return run.dir if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
     def fresh_command(self, run):
-        return [self.python, "train.py", *point_args(run.point, self.negatable),
+        return [self.python, self.program.script, *point_args(run.point, self.negatable),
                 "--seed", str(run.seed), "--out_dir", self.shown_dir(run), *self.extra_args]
 
     def resume_command(self, run):
-        """train.py takes every other flag from the run's config.json."""
-        return [self.python, "train.py", "--resume", "--out_dir", self.shown_dir(run),
-                *self.extra_args]
+        """The script takes every other flag from the run's config.json."""
+        return [self.python, self.program.script, "--resume", "--out_dir",
+                self.shown_dir(run), *self.extra_args]
 
     def command(self, run):
         """Resume when the run has a checkpoint, else start it."""
-        if os.path.isfile(os.path.join(run.dir, CHECKPOINT)):
+        if os.path.isfile(os.path.join(run.dir, self.program.checkpoint)):
             return self.resume_command(run)
         return self.fresh_command(run)
 
@@ -91,8 +99,14 @@ class Sweep:
         return record if isinstance(record, dict) else {}
 
     def check_record(self):
-        """Refuse points whose id ROOT/sweep.json already maps to other flags."""
-        recorded = self.read_record().get("points", {})
+        """Refuse points whose id ROOT/sweep.json already maps to other flags, and a
+        program other than the recorded one (a record without one is train.py's)."""
+        record = self.read_record()
+        if record and record.get("program", DEFAULT) != self.program.name:
+            raise GridError(f"{self.record_path()} records a sweep of program "
+                            f"{json.dumps(record.get('program', DEFAULT))}, this grid runs "
+                            f"{json.dumps(self.program.name)}; use another --out")
+        recorded = record.get("points", {})
         errors = []
         for p in self.points:
             old = recorded.get(p.id, {}).get("flags")
@@ -116,7 +130,8 @@ class Sweep:
             points[p.id] = {"flags": p.flags, "id_flags": list(p.keys),
                             "args": point_args(p, self.negatable)}
         seeds = sorted(set(record.get("seeds", [])) | set(self.seeds))
-        record.update(points=points, seeds=seeds, grid_file=self.grid_file, grid=self.grid,
+        record.update(program=self.program.name, script=self.program.script, points=points,
+                      seeds=seeds, grid_file=self.grid_file, grid=self.grid,
                       extra_args=self.extra_args, repository=self.repo,
                       updated=datetime.datetime.now().isoformat(timespec="seconds"))
         os.makedirs(self.root, exist_ok=True)
@@ -132,14 +147,14 @@ def open_sweep(grid_path, root, seeds, repo, python, extra_args=()):
     Run from the repository folder: config paths in the grid are relative to it.
     """
     grid = load_grid(grid_path)
-    points = expand(grid)
-    errors = check_points(points, extra_args)
+    program, points = grid_program(grid), expand(grid)
+    errors = check_points(points, program, extra_args)
     if errors:
         more = len(errors) - MAX_ERRORS
         raise GridError("\n".join(errors[:MAX_ERRORS]
                                   + ([f"... and {more} more"] if more > 0 else [])))
-    sweep = Sweep(root, points, range(seeds), repo, python,
-                  negatable_flags(cli.get_parser()), extra_args,
+    sweep = Sweep(root, points, range(seeds), repo, python, program,
+                  negatable_flags(program.parser()), extra_args,
                   grid_file=None if grid_path == "-" else os.path.abspath(grid_path), grid=grid)
     sweep.check_record()
     return sweep

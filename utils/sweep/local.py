@@ -1,12 +1,12 @@
-"""Run a sweep on this machine: at most K train.py processes at once.
+"""Run a sweep on this machine: at most K processes of its program at once.
 
 With CUDA, slot i uses visible GPU i mod G (CUDA_VISIBLE_DEVICES per run; by default
 one slot per GPU); on CPU, K processes share the cores (OMP_NUM_THREADS = cores / K
-unless it is set). Each run's output goes to its folder's train.log. Ctrl-C (or
-SIGTERM) is forwarded to the running train.py processes, which stop at their next
-meta-step keeping every finished epoch; no new run starts, and rerunning the same
-command resumes them. Children run in their own sessions, so a Ctrl-C in the terminal
-reaches them once, through this process.
+unless it is set). Each run's output goes to its folder's log (train.log, continual.log).
+Ctrl-C (or SIGTERM) is forwarded to the running processes, which stop at their next
+step keeping every finished epoch (train.py) or task / stream checkpoint (continual.py);
+no new run starts, and rerunning the same command resumes them. Children run in their
+own sessions, so a Ctrl-C in the terminal reaches them once, through this process.
 """
 import os
 import shutil
@@ -16,7 +16,7 @@ import sys
 import time
 from collections import deque
 
-from utils.sweep.state import LOG_FILE, STOP_CODES, clear_exit, record_exit
+from utils.sweep.state import STOP_CODES, clear_exit, record_exit
 
 POLL_S = 0.2
 
@@ -67,7 +67,8 @@ class LocalExecutor:
         command = self.sweep.command(run)
         os.makedirs(run.dir, exist_ok=True)
         clear_exit(run.dir)
-        log = open(os.path.join(run.dir, LOG_FILE), "ab")
+        log_file = os.path.join(run.dir, self.sweep.program.log)
+        log = open(log_file, "ab")
         log.write(f"=== sweep: {time.strftime('%Y-%m-%d %H:%M:%S')} slot {slot}: "
                   f"{self.sweep.quoted(command)}\n".encode())
         log.flush()
@@ -79,7 +80,7 @@ class LocalExecutor:
             log.close()
         resumed = "--resume" in command[2:3]
         self._say(f"[start] {run.label} ({'resumed, ' if resumed else ''}slot {slot}); "
-                  f"log: {os.path.join(run.dir, LOG_FILE)}")
+                  f"log: {log_file}")
         return proc
 
     def _on_signal(self, signum, _frame):
@@ -116,11 +117,11 @@ class LocalExecutor:
                         finished += 1
                         self._say(f"[done] {run.label} in {time.time() - t0:.1f} s")
                     elif self.signum is not None and code in STOP_CODES:
-                        self._say(f"[stopped] {run.label}: kept its finished epochs")
+                        self._say(f"[stopped] {run.label}: kept its last checkpoint")
                     else:
                         failed += 1
                         self._say(f"[failed] {run.label}: exit status {code}; see "
-                                  f"{os.path.join(run.dir, LOG_FILE)}")
+                                  f"{os.path.join(run.dir, self.sweep.program.log)}")
                 time.sleep(POLL_S)
         finally:
             for s, handler in previous.items():

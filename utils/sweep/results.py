@@ -1,11 +1,16 @@
 """Collect a sweep: the status table, ROOT/results.csv and the per-point summary.
 
-results.csv has one row per run (point id, every flag that varies, seed, status, test
-accuracy and its 95% CI over test tasks, mean mask sparsity, wall-clock, best epoch,
-run folder; accuracies and sparsities as fractions, as in results.json). The summary
-(ROOT/summary.csv, ROOT/summary.md, also printed) gives per point the mean test accuracy
-over its finished seeds +- the 95% CI over seeds, 1.96 * std(ddof=1) / sqrt(n), as
-``utils.report``; a point with one finished seed shows that run's CI over test tasks.
+results.csv has one row per run: point id, every flag that varies, seed, status, the
+program's results.json values (programs.py: for train.py test accuracy and its 95% CI
+over test tasks, mean mask sparsity, wall-clock, best epoch; for continual.py retained
+accuracy, BWT, learning accuracy, online accuracy overall and per mode, boundary
+precision / recall, sparsity of the rates, wall-clock; accuracies and sparsities as
+fractions, as in results.json), and the run folder. The summary (ROOT/summary.csv,
+ROOT/summary.md, also printed) gives per point the mean of each value over its finished
+seeds, +- the 95% CI over seeds, 1.96 * std(ddof=1) / sqrt(n), as ``utils.report``; a
+point with one finished seed shows that run's own CI where it has one (train.py's CI
+over test tasks). summary.md leaves out the columns no point has a value for (a sweep
+of task sequences has no online accuracy).
 """
 import csv
 import io
@@ -13,17 +18,38 @@ import json
 import math
 import os
 import statistics
+from dataclasses import dataclass
 
 from utils.run.atomic_io import atomic_write
 from utils.sweep.grid import format_value
-from utils.sweep.state import DONE, FAILED, PENDING, QUEUED, RESULTS, RUNNING, STOPPED
-
-METRICS = ("test_accuracy", "test_ci95", "mean_sparsity", "wall_clock_s", "best_epoch")
+from utils.sweep.state import DONE, FAILED, PENDING, QUEUED, RUNNING, STOPPED
 
 
-def read_results(folder):
+@dataclass(frozen=True)
+class Column:
+    """One results.csv column of a metric (programs.Metric): ``key`` names the entry of
+    an expanded dict (a mode), None for a single value."""
+    metric: object
+    key: str = None
+
+    @property
+    def name(self):
+        return self.metric.name if self.key is None else f"{self.metric.name}_{self.key}"
+
+    @property
+    def ci_name(self):
+        """The summary's CI column: the metric's own CI column name where it has one."""
+        own = self.metric.own_ci if self.key is None else None
+        return own or f"{self.name}_ci95"
+
+    @property
+    def label(self):
+        return self.metric.label + ("" if self.key is None else f" ({self.key})")
+
+
+def read_results(folder, name):
     try:
-        with open(os.path.join(folder, RESULTS), encoding="utf-8") as f:
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
             results = json.load(f)
     except (OSError, ValueError):
         return {}
@@ -36,21 +62,6 @@ def _flag_value(point, key):
     return format_value(point.flags[key]) if key in point.flags else ""
 
 
-def run_rows(sweep, states):
-    """One dict per run (see the module docstring); ``states``: {run folder: status}."""
-    rows = []
-    for run in sweep.runs:
-        status = states[run.dir]
-        results = read_results(run.dir) if status == DONE else {}
-        row = {"point": run.point.id}
-        row.update({k: _flag_value(run.point, k) for k in sweep.varying_keys})
-        row.update(seed=run.seed, status=status)
-        row.update({m: results.get(m) for m in METRICS})
-        row["run_dir"] = run.dir
-        rows.append(row)
-    return rows
-
-
 def mean_ci(values, single_ci):
     """(mean, 95% CI half-width) over seeds; one value keeps its own CI."""
     if len(values) == 1:
@@ -58,27 +69,82 @@ def mean_ci(values, single_ci):
     return statistics.fmean(values), 1.96 * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
+class Collection:
+    """A sweep's results: ``rows`` (results.csv), ``summaries`` (one per point) and the
+    metric ``columns`` they hold, read from the run folders in ``states``
+    ({run folder: status}) with the sweep program's metrics."""
 
+    def __init__(self, sweep, states):
+        self.sweep, program = sweep, sweep.program
+        found = [self._values(run.dir) if states[run.dir] == DONE else {} for run in sweep.runs]
+        self.columns = []
+        for metric in program.metrics:       # the program's order; a mode when some run has it
+            keys = [None] if metric.path[-1] != "*" else sorted(
+                {key for values in found for m, key in values if m is metric})
+            self.columns += [c for c in (Column(metric, k) for k in keys)
+                             if c.name not in {d.name for d in self.columns}]
+        self.rows = []
+        for run, values in zip(sweep.runs, found, strict=True):
+            row = {"point": run.point.id}
+            row.update({k: _flag_value(run.point, k) for k in sweep.varying_keys})
+            row.update(seed=run.seed, status=states[run.dir])
+            row.update({c.name: values.get((c.metric, c.key)) for c in self.columns})
+            row["run_dir"] = run.dir
+            self.rows.append(row)
+        self.summaries = [self._summary(p) for p in sweep.points]
 
-def point_summaries(sweep, rows):
-    """Per point: runs done of all, test accuracy mean +- CI, mean sparsity, wall-clock."""
-    out = []
-    for point in sweep.points:
-        mine = [r for r in rows if r["point"] == point.id]
-        done = [r for r in mine if r["status"] == DONE and r["test_accuracy"] is not None]
-        acc = ci = None
-        if done:
-            acc, ci = mean_ci([r["test_accuracy"] for r in done], done[0]["test_ci95"])
+    def _values(self, folder):
+        """{(metric, key): value} of a finished run's results.json."""
+        results = read_results(folder, self.sweep.program.results)
+        return {(m, k): v for m in self.sweep.program.metrics for k, v in m.values(results).items()}
+
+    @property
+    def summarised(self):
+        return [c for c in self.columns if c.metric.summary]
+
+    def _summary(self, point):
+        """Runs done of all, and each summarised value's mean (+- CI) over them."""
+        mine = [r for r in self.rows if r["point"] == point.id]
+        done = [r for r in mine if r["status"] == DONE and any(
+            r[c.name] is not None for c in self.summarised if c.metric.summary == "ci")]
         summary = {"point": point.id}
-        summary.update({k: _flag_value(point, k) for k in sweep.varying_keys})
-        summary.update(seeds_done=len(done), seeds=len(mine), test_accuracy=acc,
-                       test_ci95=ci, mean_sparsity=_mean(r["mean_sparsity"] for r in done),
-                       wall_clock_s=_mean(r["wall_clock_s"] for r in done))
-        out.append(summary)
-    return out
+        summary.update({k: _flag_value(point, k) for k in self.sweep.varying_keys})
+        summary.update(seeds_done=len(done), seeds=len(mine))
+        for c in self.summarised:
+            have = [r for r in done if r[c.name] is not None]
+            values = [r[c.name] for r in have]
+            if c.metric.summary == "mean":
+                summary[c.name] = statistics.fmean(values) if values else None
+                continue
+            own = have[0].get(c.metric.own_ci) if len(have) == 1 and c.metric.own_ci else None
+            mean, ci = mean_ci(values, own) if values else (None, None)
+            summary.update({c.name: mean, c.ci_name: ci})
+        return summary
+
+    def markdown(self):
+        """The summary as a table: a column per summarised value that some point has."""
+        columns = [c for c in self.summarised
+                   if any(s[c.name] is not None for s in self.summaries)]
+        heads = [c.label + (" (95% CI)" if c.metric.summary == "ci" else "") for c in columns]
+        lines = ["| " + " | ".join(["point", "seeds done", *heads]) + " |",
+                 "|" + "---|" * (2 + len(columns))]
+        for s in self.summaries:
+            cells = [s["point"], f"{s['seeds_done']}/{s['seeds']}"]
+            for c in columns:
+                text = _shown(c.metric.kind, s[c.name])
+                if text and c.metric.summary == "ci" and s[c.ci_name] is not None:
+                    text += f" +- {_shown(c.metric.kind, s[c.ci_name])}"
+                cells.append(text)
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def write(self):
+        """ROOT/results.csv, ROOT/summary.csv and ROOT/summary.md; returns the markdown."""
+        markdown, root = self.markdown(), self.sweep.root
+        _write(os.path.join(root, "results.csv"), _csv(self.rows))
+        _write(os.path.join(root, "summary.csv"), _csv(self.summaries))
+        _write(os.path.join(root, "summary.md"), markdown)
+        return markdown
 
 
 def _csv(rows):
@@ -92,36 +158,21 @@ def _csv(rows):
 
 
 def _duration(seconds):
-    if seconds is None:
-        return ""
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def summary_markdown(summaries):
-    pct = lambda x: "" if x is None else f"{100 * x:.2f}"  # noqa: E731
-    lines = ["| point | seeds done | test accuracy % (95% CI) | mean sparsity % | "
-             "wall-clock per run |", "|---|---|---|---|---|"]
-    for s in summaries:
-        acc = "" if s["test_accuracy"] is None else f"{pct(s['test_accuracy'])} +- " \
-              f"{pct(s['test_ci95'])}"
-        lines.append(f"| {s['point']} | {s['seeds_done']}/{s['seeds']} | {acc} | "
-                     f"{pct(s['mean_sparsity'])} | {_duration(s['wall_clock_s'])} |")
-    return "\n".join(lines) + "\n"
+def _shown(kind, value):
+    if value is None:
+        return ""
+    if kind == "fraction":
+        return f"{100 * value:.2f}"
+    return _duration(value) if kind == "seconds" else format_value(value)
 
 
 def _write(path, text):
     atomic_write(path, lambda f: f.write(text), mode="w")
-
-
-def write_collection(sweep, rows, summaries):
-    """ROOT/results.csv, ROOT/summary.csv and ROOT/summary.md; returns the markdown."""
-    markdown = summary_markdown(summaries)
-    _write(os.path.join(sweep.root, "results.csv"), _csv(rows))
-    _write(os.path.join(sweep.root, "summary.csv"), _csv(summaries))
-    _write(os.path.join(sweep.root, "summary.md"), markdown)
-    return markdown
 
 
 def status_table(sweep, states):

@@ -4,10 +4,10 @@ Each submission writes ROOT/slurm/<stamp>.runs (the manifest: line i+1 holds tas
 run folder and its fresh and resume commands) and ROOT/slurm/<stamp>.sbatch, submits
 the script with ``sbatch --parsable`` and appends the job id to ROOT/slurm/jobs.jsonl.
 A task skips a finished run, resumes one that has a checkpoint (so a requeued or
-preempted task continues: Slurm's SIGTERM before the kill makes train.py stop at its
-next meta-step), else starts it; train.py's output goes to the run's train.log, the
-task's own to ROOT/slurm/<job>_<task>.out. Runs still queued in an earlier array (per
-squeue) are not submitted again.
+preempted task continues: Slurm's SIGTERM before the kill makes train.py / continual.py
+stop at their next step and checkpoint), else starts it; the program's output goes to
+the run's log (train.log, continual.log), the task's own to ROOT/slurm/<job>_<task>.out.
+Runs still queued in an earlier array (per squeue) are not submitted again.
 """
 import datetime
 import getpass
@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from utils.run.atomic_io import atomic_write
-from utils.sweep.state import EXIT_FILE, LOG_FILE, RESULTS
+from utils.sweep.state import EXIT_FILE
 
 SLURM_DIR, JOBS_FILE = "slurm", "jobs.jsonl"
 
@@ -38,7 +38,7 @@ class SlurmOptions:
     requeue: bool = False
     throttle: int = None            # at most this many array tasks at once (--array=...%K)
     extra: list = field(default_factory=list)      # more "#SBATCH ..." lines
-    setup: list = field(default_factory=list)      # shell lines before train.py
+    setup: list = field(default_factory=list)      # shell lines before the program
 
 
 def _directives(options, n_tasks, job_name, out_pattern):
@@ -61,7 +61,8 @@ def _directives(options, n_tasks, job_name, out_pattern):
 
 def render_script(sweep, manifest, options, n_tasks):
     """The sbatch script for ``n_tasks`` manifest lines (a bash script)."""
-    q = shlex.quote
+    q, program = shlex.quote, sweep.program
+    results, checkpoint, log = program.results, program.checkpoint, program.log
     job_name = "sweep-" + os.path.basename(sweep.root)
     out_pattern = os.path.join(sweep.root, SLURM_DIR, "%A_%a.out")
     # torch would otherwise start one thread per core of the node, not of the allocation.
@@ -78,20 +79,20 @@ if [ -z "${{run:-}}" ]; then
     echo "sweep: no run for array task $SLURM_ARRAY_TASK_ID in $manifest" >&2
     exit 1
 fi
-if [ -f "$run/{RESULTS}" ]; then
+if [ -f "$run/{results}" ]; then
     echo "sweep: $run is finished; nothing to do"
     exit 0
 fi
 mkdir -p "$run"
 rm -f "$run/{EXIT_FILE}"
-if [ -f "$run/checkpoint.pt" ]; then eval "cmd=($resume)"; else eval "cmd=($fresh)"; fi
+if [ -f "$run/{checkpoint}" ]; then eval "cmd=($resume)"; else eval "cmd=($fresh)"; fi
 echo "=== sweep: $(date '+%Y-%m-%d %H:%M:%S') job ${{SLURM_ARRAY_JOB_ID}}_$SLURM_ARRAY_TASK_ID" \\
-     "(restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname): ${{cmd[*]}}" >> "$run/{LOG_FILE}"
-# Slurm signals every process of the job: train.py stops at its next meta-step; this
+     "(restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname): ${{cmd[*]}}" >> "$run/{log}"
+# Slurm signals every process of the job: {program.script} stops at its next step; this
 # shell waits for it (the trap runs afterwards) to record its exit status.
-trap 'echo "sweep: SIGTERM; train.py stops at its next meta-step" >&2' TERM
+trap 'echo "sweep: SIGTERM; {program.script} stops at its next step" >&2' TERM
 rc=0
-"${{cmd[@]}}" >> "$run/{LOG_FILE}" 2>&1 || rc=$?
+"${{cmd[@]}}" >> "$run/{log}" 2>&1 || rc=$?
 printf '{{"returncode": %d, "executor": "slurm", "job": "%s"}}\\n' "$rc" \\
     "${{SLURM_ARRAY_JOB_ID}}_$SLURM_ARRAY_TASK_ID" > "$run/.tmp-{EXIT_FILE}"
 mv -f "$run/.tmp-{EXIT_FILE}" "$run/{EXIT_FILE}"

@@ -1,15 +1,17 @@
 """A run's status, read from its folder alone, so any process (or node) can tell.
 
-- done:    results.json exists (train.py writes it last);
-- running: a process holds the POSIX lock on .lock (train.py takes it at start; the OS
+The file names are the program's (programs.py; train.py and continual.py write the same):
+- done:    results.json exists (the script writes it last);
+- running: a process holds the POSIX lock on .lock (the script takes it at start; the OS
            drops it when the process dies, even by SIGKILL);
 - stopped: interrupted (exit 130/143 recorded by the executor, or a checkpoint without
            a recorded exit, e.g. after SIGKILL or a lost node); a rerun resumes it;
-- failed:  the executor recorded another exit status (see the run's train.log);
-           a rerun tries it again (resuming from its checkpoint if it has one);
+- failed:  the executor recorded another exit status (see the run's log, train.log or
+           continual.log); a rerun tries it again (resuming from its checkpoint if it
+           has one);
 - pending: nothing trained yet.
-The executors record train.py's exit status in sweep_exit.json and its output in
-train.log, both in the run folder.
+The executors record the script's exit status in sweep_exit.json and its output in the
+program's log file, both in the run folder.
 """
 import datetime
 import fcntl
@@ -23,8 +25,7 @@ from utils.run.atomic_io import save_json
 DONE, RUNNING, STOPPED, FAILED, PENDING = "done", "running", "stopped", "failed", "pending"
 QUEUED = "queued"       # Slurm only: waiting in a job array (see slurm.py)
 TO_RUN = (PENDING, STOPPED, FAILED)
-LOCK, RESULTS, CHECKPOINT = ".lock", "results.json", "checkpoint.pt"
-EXIT_FILE, LOG_FILE = "sweep_exit.json", "train.log"
+EXIT_FILE = "sweep_exit.json"
 STOP_CODES = (130, 143, -2, -15)      # SIGINT/SIGTERM, as exit status or as signal
 
 # struct flock as F_GETLK fills it in: Linux (l_type, l_whence, l_start, l_len, l_pid);
@@ -35,11 +36,11 @@ else:
     _FLOCK, _QUERY, _TYPE_FIELD = "hhqqi", (fcntl.F_WRLCK, 0, 0, 0, 0), 0
 
 
-def is_locked(folder):
-    """Whether a process holds train.py's lock on folder/.lock (F_GETLK tests the lock
+def is_locked(folder, lock):
+    """Whether a process holds the run's lock on folder/``lock`` (F_GETLK tests the lock
     without taking it, so a run that starts at that moment is never blocked)."""
     try:
-        fd = os.open(os.path.join(folder, LOCK), os.O_RDONLY)
+        fd = os.open(os.path.join(folder, lock), os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -75,12 +76,13 @@ def clear_exit(folder):
         pass
 
 
-def run_state(folder):
-    if os.path.isfile(os.path.join(folder, RESULTS)):
+def run_state(folder, program):
+    """The state of ``program``'s run in ``folder`` (see the module docstring)."""
+    if os.path.isfile(os.path.join(folder, program.results)):
         return DONE
-    if is_locked(folder):
+    if is_locked(folder, program.lock):
         return RUNNING
     code = recorded_exit(folder)
     if code is not None:
         return STOPPED if code in STOP_CODES else FAILED
-    return STOPPED if os.path.isfile(os.path.join(folder, CHECKPOINT)) else PENDING
+    return STOPPED if os.path.isfile(os.path.join(folder, program.checkpoint)) else PENDING

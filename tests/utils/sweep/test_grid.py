@@ -1,10 +1,11 @@
 """Grid expansion: product order, conditions as the authors' hp_search_grid.py, point ids,
-command-line arguments, structural errors of GRID.json."""
+command-line arguments, structural errors of GRID.json, the program it runs."""
 import json
 
 import pytest
 
-from utils.sweep.grid import ID_MAX, GridError, expand, load_grid, point_args
+from utils.sweep.grid import ID_MAX, GridError, expand, grid_program, load_grid, point_args
+from utils.sweep.programs import CONTINUAL, TRAIN
 
 
 def write(tmp_path, grid):
@@ -139,3 +140,13 @@ def test_unreadable_grid(tmp_path):
 def test_comment_keys_are_allowed(tmp_path):
     grid = load_grid(write(tmp_path, {"_notes": "why", "grid": {"lr": [0.1]}}))
     assert [p.id for p in expand(grid)] == ["lr=0.1"]
+
+
+def test_program_defaults_to_train_and_must_be_known(tmp_path):
+    assert grid_program(load_grid(write(tmp_path, {"grid": {"lr": [0.1]}}))) is TRAIN
+    grid = load_grid(write(tmp_path, {"program": "continual", "grid": {"glances": [1]}}))
+    assert grid_program(grid) is CONTINUAL
+    assert [p.flags for p in expand(grid)] == [{"glances": 1}]      # not a flag of the points
+    for bad in ("evaluate", ["continual"]):
+        with pytest.raises(GridError, match="'program' must be one of train, continual"):
+            load_grid(write(tmp_path, {"program": bad}))

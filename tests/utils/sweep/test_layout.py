@@ -6,12 +6,13 @@ import pytest
 
 from utils.sweep.grid import GridError, expand
 from utils.sweep.layout import Sweep, open_sweep
+from utils.sweep.programs import CONTINUAL, TRAIN
 
 GRID = {"flags": {"dataset": "Strokes"}, "grid": {"lr": [0.1, 0.2]}}
 
 
-def sweep_of(root, grid=GRID, seeds=2, repo="/repo", extra=()):
-    return Sweep(root, expand(grid), range(seeds), repo, "py", {"tensorboard"}, extra)
+def sweep_of(root, grid=GRID, seeds=2, repo="/repo", extra=(), program=TRAIN):
+    return Sweep(root, expand(grid), range(seeds), repo, "py", program, {"tensorboard"}, extra)
 
 
 def test_runs_are_points_times_seeds(tmp_path):
@@ -80,3 +81,45 @@ def test_open_sweep_reports_every_refused_point(tmp_path):
     lines = str(err.value).splitlines()
     assert [line.split(":")[0] for line in lines] == ["point lr=-1.0", "point lr=-2.0"]
     assert not (tmp_path / "root").exists()
+
+
+def test_continual_commands_and_record(tmp_path):
+    grid = {"program": "continual", "grid": {"glances": [1, 2]}}
+    sweep = sweep_of(tmp_path, grid, seeds=1, program=CONTINUAL)
+    run = sweep.runs[0]
+    assert sweep.command(run) == ["py", "continual.py", "--glances", "1", "--seed", "0",
+                                  "--out_dir", run.dir]
+    os.makedirs(run.dir)
+    open(os.path.join(run.dir, CONTINUAL.checkpoint), "wb").close()
+    assert sweep.command(run) == ["py", "continual.py", "--resume", "--out_dir", run.dir]
+    sweep.write_record()
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert (record["program"], record["script"]) == ("continual", "continual.py")
+
+
+def test_a_sweep_folder_keeps_its_program(tmp_path):
+    sweep_of(tmp_path).write_record()                       # train.py's sweep
+    other = sweep_of(tmp_path, {"program": "continual", "grid": {"lr": [0.1, 0.2]}},
+                     program=CONTINUAL)
+    with pytest.raises(GridError, match='records a sweep of program "train", this grid runs '
+                                        '"continual"'):
+        other.check_record()
+    # a record written before sweeps had programs is train.py's
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    del record["program"]
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    sweep_of(tmp_path).check_record()
+    with pytest.raises(GridError, match='of program "train"'):
+        other.check_record()
+
+
+def test_open_sweep_validates_with_the_grids_program(tmp_path):
+    grid = tmp_path / "g.json"
+    grid.write_text(json.dumps({"program": "continual", "grid": {"glances": [1, 0]}}))
+    with pytest.raises(GridError) as err:
+        open_sweep(str(grid), tmp_path / "root", 1, tmp_path, "py")
+    assert str(err.value) == "point glances=0: argument --glances: must be > 0, got 0"
+    grid.write_text(json.dumps({"program": "continual", "grid": {"tensorboard": [False]}}))
+    sweep = open_sweep(str(grid), tmp_path / "root", 1, tmp_path, "py")
+    assert sweep.program is CONTINUAL
+    assert sweep.fresh_command(sweep.runs[0])[1:3] == ["continual.py", "--no-tensorboard"]

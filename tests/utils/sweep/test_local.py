@@ -12,6 +12,7 @@ import time
 from utils.sweep.grid import expand
 from utils.sweep.layout import Sweep
 from utils.sweep.local import LocalExecutor
+from utils.sweep.programs import CONTINUAL, TRAIN
 from utils.sweep.state import DONE, FAILED, PENDING, STOPPED, run_state
 
 STAND_IN = """
@@ -36,11 +37,12 @@ json.dump({"end": time.time()}, open(os.path.join(out, "results.json"), "w"))
 """
 
 
-def make(tmp_path, lrs, python):
+def make(tmp_path, lrs, python, program=TRAIN):
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "train.py").write_text(STAND_IN)
-    return Sweep(tmp_path / "root", expand({"grid": {"lr": lrs}}), range(1), repo, python)
+    (repo / program.script).write_text(STAND_IN)
+    return Sweep(tmp_path / "root", expand({"grid": {"lr": lrs}}), range(1), repo, python,
+                 program)
 
 
 def seen(run):
@@ -52,7 +54,7 @@ def test_at_most_k_at_once_each_on_its_gpu(tmp_path):
     sweep = make(tmp_path, [0.1, 0.2, 0.3, 0.4, 0.5], sys.executable)
     executor = LocalExecutor(sweep, slots=2, gpus=["3", "5"], out=open(os.devnull, "w"))
     assert executor.run(sweep.runs) == 1                 # lr=0.5 exits 1
-    states = [run_state(r.dir) for r in sweep.runs]
+    states = [run_state(r.dir, TRAIN) for r in sweep.runs]
     assert states == [DONE, DONE, DONE, DONE, FAILED]
     spans = []
     for run in sweep.runs[:4]:
@@ -90,5 +92,13 @@ def test_ctrl_c_stops_the_running_and_starts_nothing_more(tmp_path, monkeypatch)
     t0 = time.time()
     assert executor.run(sweep.runs) == 130
     assert time.time() - t0 < 20                      # did not wait for the 30 s runs
-    assert [run_state(r.dir) for r in sweep.runs] == [STOPPED, STOPPED, PENDING]
+    assert [run_state(r.dir, TRAIN) for r in sweep.runs] == [STOPPED, STOPPED, PENDING]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_continual_sweep_starts_continual_py_and_logs_to_continual_log(tmp_path):
+    sweep = make(tmp_path, [0.1], sys.executable, program=CONTINUAL)
+    assert LocalExecutor(sweep, slots=1, gpus=[], out=open(os.devnull, "w")).run(sweep.runs) == 0
+    assert run_state(sweep.runs[0].dir, CONTINUAL) == DONE
+    log = open(os.path.join(sweep.runs[0].dir, "continual.log")).read()
+    assert log.startswith("=== sweep:") and "continual.py --lr 0.1 --seed 0" in log

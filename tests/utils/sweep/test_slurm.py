@@ -8,13 +8,14 @@ import subprocess
 
 from utils.sweep.grid import expand
 from utils.sweep.layout import Sweep
+from utils.sweep.programs import CONTINUAL, TRAIN
 from utils.sweep.slurm import SlurmOptions, manifest_text, render_script, write_submission
 
 GRID = {"flags": {"dataset": "Strokes"}, "grid": {"lr": [0.1, 0.2]}}
 
 
-def make(tmp_path, python="python", extra=()):
-    return Sweep(tmp_path / "root", expand(GRID), range(2), tmp_path, python, (), extra)
+def make(tmp_path, python="python", extra=(), program=TRAIN):
+    return Sweep(tmp_path / "root", expand(GRID), range(2), tmp_path, python, program, (), extra)
 
 
 def directives(script):
@@ -91,3 +92,18 @@ def test_each_submission_gets_its_own_files(tmp_path):
     second = write_submission(sweep, sweep.runs[:1], SlurmOptions())
     assert first != second and os.path.isfile(first) and os.path.isfile(second)
     assert len(open(os.path.splitext(second)[0] + ".runs").read().splitlines()) == 1
+
+
+def test_continual_task_runs_continual_py_into_its_log(tmp_path):
+    sweep = make(tmp_path, python="echo", program=CONTINUAL)
+    script = write_submission(sweep, sweep.runs, SlurmOptions())
+    run = sweep.runs[0]
+    assert run_task(script, 0, tmp_path).returncode == 0
+    log = open(os.path.join(run.dir, "continual.log")).read()
+    assert "continual.py --dataset Strokes --lr 0.1 --seed 0 --out_dir" in log
+    assert "continual.py stops at its next step" in open(script).read()
+    assert not os.path.exists(os.path.join(run.dir, "train.log"))
+    open(os.path.join(run.dir, CONTINUAL.checkpoint), "wb").close()
+    assert run_task(script, 0, tmp_path).returncode == 0
+    assert open(os.path.join(run.dir, "continual.log")).read().splitlines()[-1] == \
+        "continual.py --resume --out_dir root/lr=0.1/seed0"

@@ -3,12 +3,12 @@ naming the point and the flag."""
 import json
 
 from utils import cli
-from utils.sweep.grid import expand
+from utils.sweep.grid import expand, grid_program
 from utils.sweep.validate import check_points, negatable_flags
 
 
 def errors_of(grid, extra=()):
-    return check_points(expand(grid), extra)
+    return check_points(expand(grid), grid_program(grid), extra)
 
 
 def test_valid_points_pass():
@@ -76,3 +76,43 @@ def test_extra_arguments_are_checked_too():
 def test_missing_config_file():
     (message,) = errors_of({"grid": {"config": ["no/such.json"]}})
     assert message.startswith("point such: ") and "no/such.json" in message
+
+
+# --- continual.py points: its own parser (utils.cli.continual) -------------------------
+
+DIGITS = "configs/continual/digits-rotations_la-maml.json"
+
+
+def continual(**grid):
+    return {"program": "continual", **grid}
+
+
+def test_valid_continual_points_pass_and_switch_off_with_no_flags():
+    assert errors_of(continual(config=DIGITS, grid={"glances": [1, 2],
+                                                    "tensorboard": [True, False]})) == []
+
+
+def test_continual_points_are_checked_by_continual_py_not_train_py():
+    # a train.py flag is unknown to continual.py, and the other way round
+    (message,) = errors_of(continual(config=DIGITS, grid={"gradient_mask": [True]}))
+    assert message == ("point gradient_mask=true: unknown flag 'gradient_mask' (not a "
+                       "continual.py flag; see python continual.py --help)")
+    (message,) = errors_of({"grid": {"glances": [2]}})
+    assert message.startswith("point glances=2: unknown flag 'glances' (not a train.py flag")
+
+
+def test_continual_bad_value_and_inconsistent_point_give_its_parser_message():
+    messages = errors_of(continual(config=DIGITS, grid={"glances": [1, 0]}))
+    assert messages == ["point glances=0: argument --glances: must be > 0, got 0"]
+    # a task-sequence method on a stream: continual.py's own consistency check
+    messages = errors_of(continual(flags={"method": "la-maml"},
+                                   grid={"benchmark": ["digits-rotations", "osaka-omniglot"]}))
+    assert messages == ["point benchmark=osaka-omniglot: --method la-maml runs on tasks, not "
+                        "on the stream benchmark osaka-omniglot"]
+
+
+def test_continual_extra_arguments_and_reserved_flags():
+    (message,) = errors_of(continual(config=DIGITS), extra=["--glances", "x"])
+    assert message.startswith("point default: argument --glances: ")
+    (message,) = errors_of(continual(flags={"resume": True}))
+    assert "'resume' is set by the sweep" in message
