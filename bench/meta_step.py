@@ -6,7 +6,9 @@ meta-training steps and evaluation (inner loop + query) per engine variant, the
 variants in turns within every round (so a noisy neighbour slows one round, not one
 variant). Output: one JSON line per measurement {engine, flags, backbone, shots, phase,
 tasks_per_s (best round), ...} and one per (backbone, shots, phase, variant) with
-"speedup" = best variant / best reference and the per-round ratios (median, min, max).
+"speedup" = best variant / best reference, the per-round ratios (median, min, max) and
+the same ratio in tasks per CPU-second of the process ("speedup_cpu_time": with one thread
+on a shared machine, what other processes take does not count).
 
     python bench/meta_step.py --device cpu --quick        # ~1-2 min on 2 idle CPU cores
     python bench/meta_step.py --device cuda               # paper settings (84x84, 35 steps)
@@ -105,11 +107,11 @@ def timed(fn, repeats, device, warmup=2):
     for _ in range(warmup):                # CUDA-graph capture, cuDNN autotuning, compiling
         fn(warmup=True)
     sync(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         fn(warmup=False)
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def peak_memory_mb(argv, batch, phase):
@@ -143,19 +145,25 @@ def run_phase(learner, phase, batch, device, warmup=False):
         else:
             learner.engine.eval_tasks(tasks, 1)
         return
-    learner.step(batch) if phase == "train" else learner.evaluate(batch)
+    if phase == "train":
+        learner.step(batch)
+    else:
+        learner.evaluate(batch)
 
 
 def measure(learners, batches, repeats, rounds, device, warmup):
-    """{(variant, phase): [tasks/s per round]}: within every round and phase the variants
-    run in turns, so the ratio of two variants in one round compares equal conditions."""
+    """{(variant, phase): [(tasks/s, tasks per CPU-second of this process) per round]}:
+    within every round and phase the variants run in turns, so the ratio of two variants
+    in one round compares equal conditions. The CPU-time rate is the steadier one on a
+    shared machine with one thread (other processes take wall time, not this CPU time)."""
     rates = {}
     for round_ in range(rounds):
         for phase, b in batches.items():
             for name, learner in learners.items():
                 fn = functools.partial(run_phase, learner, phase, b, device)
-                seconds = timed(fn, repeats, device, warmup if round_ == 0 else 0)
-                rates.setdefault((name, phase), []).append(repeats * len(b["train"][0]) / seconds)
+                wall, cpu = timed(fn, repeats, device, warmup if round_ == 0 else 0)
+                tasks = repeats * len(b["train"][0])
+                rates.setdefault((name, phase), []).append((tasks / wall, tasks / cpu))
     return rates
 
 
@@ -270,7 +278,8 @@ def main(argv=None):
             rates = measure(learners, {"train": batch, "eval": eval_batch}, repeats,
                             opts.rounds, opts.device, 1 if opts.quick else 2)
             del learners        # the memory measurements below need the device to themselves
-            best = {key: max(values) for key, values in rates.items()}
+            best = {key: max(wall for wall, _ in values) for key, values in rates.items()}
+            best_cpu = {key: max(cpu for _, cpu in values) for key, values in rates.items()}
             for (name, phase), rate in best.items():
                 peak = (None, None)
                 if opts.device == "cuda":
@@ -279,7 +288,8 @@ def main(argv=None):
                 emit({"engine": name, "flags": variant_flags(name, opts.task_streams),
                       "backbone": backbone, "shots": shots, "phase": phase,
                       "tasks_per_s": round(rate, 4),
-                      "tasks_per_s_rounds": [round(r, 4) for r in rates[(name, phase)]],
+                      "tasks_per_s_rounds": [round(r, 4) for r, _ in rates[(name, phase)]],
+                      "tasks_per_cpu_s": round(best_cpu[(name, phase)], 4),
                       "peak_mem_mb": peak[0], "peak_reserved_mb": peak[1],
                       "device": opts.device, "threads": torch.get_num_threads(),
                       "inner_steps": opts.steps,
@@ -287,10 +297,12 @@ def main(argv=None):
                       "rounds": opts.rounds})
             for name in names[1:]:
                 for phase in ("train", "eval"):
-                    ratios = [a / b for a, b in zip(rates[(name, phase)],
-                                                    rates[("reference", phase)], strict=True)]
+                    ratios = [a / b for (a, _), (b, _) in zip(
+                        rates[(name, phase)], rates[("reference", phase)], strict=True)]
                     emit({"backbone": backbone, "shots": shots, "phase": phase, "engine": name,
                           "speedup": round(best[(name, phase)] / best[("reference", phase)], 3),
+                          "speedup_cpu_time": round(best_cpu[(name, phase)]
+                                                    / best_cpu[("reference", phase)], 3),
                           "round_ratio_median": round(statistics.median(ratios), 3),
                           "round_ratio_min": round(min(ratios), 3),
                           "round_ratio_max": round(max(ratios), 3)})
