@@ -16,6 +16,7 @@ import numpy as np
 
 from maml.factory import build_learner
 from maml.meta_learner import NonFiniteError
+from maml.precision import describe as describe_precision
 from utils import cli
 from utils.data.loaders import DataUnavailable, build_loaders
 from utils.evaluation import cross_domain
@@ -79,10 +80,13 @@ def train(config, folder, stop, ranks=None):
                                         **cli.config_notes(config.config_file),
                                         "_meta": {**run_metadata(), **ranks.metadata()}})
     t0 = time.time() - progress["wall_clock_s"]
+    engine = config.learner.engine
+    auto = config.flags.get("_amp_reason")
     print(f"{config.method}: {config.data.num_ways}-way {config.data.num_shots}-shot "
-          f"{config.data.dataset}, {config.learner.engine.name} engine on {learner.device}"
+          f"{config.data.dataset}, {engine.name} engine on {learner.device}"
           + (f" and {ranks.world_size - 1} more processes" if ranks.several else "")
-          + f"; run folder {folder.path}")
+          + f", {describe_precision(engine.amp, engine.channels_last)}"
+          + (f" (--amp auto: {auto})" if auto else "") + f"; run folder {folder.path}")
 
     # loop: train, validate, test on a new best
     with stop.deferred():

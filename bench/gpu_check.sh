@@ -8,9 +8,11 @@
 #
 # PART, in order of priority (a 15-minute device budget holds about the first three):
 #       tests     the CUDA tests (graph capture, task streams, compile, bf16), ~3 min
-#       convnet   bench/meta_step.py, ConvNet 5-way 5-shot, all variants, ~4 min
+#       convnet   bench/meta_step.py, ConvNet 5-way 5-shot, all variants (fast-auto: what
+#                 --amp auto picks on this GPU), ~4 min
 #       resnet12  the same for ResNet-12, ~4 min
-#       train     2 short Strokes trainings on the GPU (eager vs all options, device sampler)
+#       train     3 short Strokes trainings on the GPU (fp32 eager; --amp auto; all options
+#                 with the device sampler)
 # Everything lands in $OUT (the device tool's folder that comes back), else bench/results.
 # Exit status: non-zero when a part failed, or when a CUDA-graph capture fell back to eager.
 set -uo pipefail
@@ -37,7 +39,8 @@ case "${1:-tests}" in
     status=${PIPESTATUS[0]} ;;
   train)
     i=0
-    for opts in "--no-cuda_graphs --num_workers 4" \
+    # the demo config asks for --amp auto: the eager baseline says --amp none
+    for opts in "--amp none --no-cuda_graphs --num_workers 4" "--amp auto" \
                 "--amp bf16 --channels_last --compile --task_streams 4 --sampler device"; do
         i=$((i + 1))
         rm -rf /tmp/gpu_train

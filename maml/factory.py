@@ -6,6 +6,7 @@ meta-learner is assembled in exactly one place: backbone -> inner-loop names -> 
 """
 import torch
 
+from maml.cpu_allocator import keep_freed_memory
 from maml.fast import FastEngine
 from maml.inner_loop import InnerLoopRule, inner_loop_names
 from maml.mask_modes import mask_mode
@@ -49,6 +50,8 @@ def build_learner(config):
     device = torch.device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # fixed task shapes: autotune once
+    else:
+        keep_freed_memory()     # no page faults for each inner step's activations
     b = config.backbone
     model = build_backbone(b.resnet, b.big, b.hidden_size, b.in_channels, b.image_size,
                            b.num_ways).to(device)

@@ -163,11 +163,19 @@ class FastEngine(Engine):
                     _accumulate(d_masks, name, d_mask)
             losses.append(loss)
             accuracies.append(acc)
+        theta = self.theta()
         outputs, grads = [], []
         for (masks, theta0), d_masks, d_theta0 in totals.values():
-            outputs += [masks[n] for n in d_masks] + [theta0[n] for n in d_theta0]
-            grads += list(d_masks.values()) + list(d_theta0.values())
-        torch.autograd.backward(outputs, grads)
+            outputs += [masks[n] for n in d_masks]
+            grads += list(d_masks.values())
+            for name, d in d_theta0.items():
+                if theta0[name] is theta[name]:     # theta_0 = theta: d is its gradient
+                    _accumulate_grad(theta[name], d)
+                else:
+                    outputs.append(theta0[name])
+                    grads.append(d)
+        if outputs:
+            torch.autograd.backward(outputs, grads)
         return torch.stack(losses).sum(), accuracies
 
     def eval_tasks(self, tasks, steps):
@@ -184,3 +192,16 @@ class FastEngine(Engine):
 
 def _accumulate(totals, name, value):
     totals[name] = value if name not in totals else totals[name] + value
+
+
+@torch.no_grad()
+def _accumulate_grad(param, grad):
+    """``param.grad += grad`` as autograd's AccumulateGrad does it (same values), without
+    the parameter-sized copy it makes of a gradient that the caller still references."""
+    if param.grad is not None:
+        param.grad += grad
+    elif grad.stride() == param.stride():
+        param.grad = grad
+    else:       # the parameter's layout, as AccumulateGrad gives it
+        param.grad = torch.empty_like(param).copy_(grad)
+

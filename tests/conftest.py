@@ -57,12 +57,13 @@ def omniglot_root():
 
 
 def tiny_run_flags(out_dir, dataset="Strokes", data_folder=None):
-    """Flags of a seconds-long CPU run: 2 epochs x 2 batches, 1 inner step, 8 channels."""
+    """Flags of a seconds-long CPU run: 2 epochs x 2 batches, 1 inner step, 8 channels,
+    in the precision and layout that ``--amp auto`` picks for this CPU."""
     flags = ["--dataset", dataset, "--hidden_size", "8", "--num_shots_train", "1",
              "--num_shots_test", "2", "--gradient_steps", "1", "--gradient_steps_test", "1",
              "--epochs", "2", "--batches_train", "2", "--batches_val", "2",
              "--batches_test", "2", "--val_after", "1", "--num_workers", "0",
-             "--dont_use_cuda", "--seed", "0", "--out_dir", str(out_dir)]
+             "--amp", "auto", "--dont_use_cuda", "--seed", "0", "--out_dir", str(out_dir)]
     if data_folder is not None:
         flags += ["--data_folder", str(data_folder)]
     return flags

@@ -143,3 +143,16 @@ def test_quick_config_trains_end_to_end(path, tmp_path, zygote):
     recorded = json.loads((out / "config.json").read_text())["args"]
     assert recorded["dataset"] == "Strokes"
     assert recorded["method"] == _args(path).method
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=_id)
+def test_paper_configs_run_fp32_and_cpu_configs_pick_their_precision(path):
+    """The table cells (and Finn et al.'s Omniglot budgets) stay faithful: fp32, no
+    layout change. What a CPU user runs first (the demo, the quick configs, the Omniglot
+    quick run) asks for ``--amp auto``: bf16 only where the device computes it natively."""
+    flags = json.loads(path.read_text())
+    cpu_first = path.parent.name == "quick" or "quick" in path.stem or "demo" in path.stem
+    if cpu_first:
+        assert flags.get("amp") == "auto"
+    else:
+        assert flags.get("amp", "none") == "none" and not flags.get("channels_last", False)

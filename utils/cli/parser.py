@@ -9,6 +9,7 @@ import argparse
 import json
 
 from maml.mask_modes import MASK_MODES
+from maml.precision import AMP_CHOICES
 from utils.cli.checks import check_consistency
 from utils.cli.common import BOOL, choice, non_negative, positive, read_config
 from utils.cli.methods import METHODS, describe, preset
@@ -69,9 +70,13 @@ def get_parser():
                    help="fast: closed-form first-order meta-gradients; reference: autograd "
                         "through the inner loop (needed for --second_order); auto: fast "
                         "unless --second_order" + D)
-    g.add_argument("--amp", choices=("none", "bf16"), default="none",
+    g.add_argument("--amp", choices=AMP_CHOICES, default="none",
                    help="bf16 autocast for the backbone's forward/backward (fast engine; "
-                        "theta, phi and inner updates stay fp32)" + D)
+                        "theta, phi and inner updates stay fp32); auto: bf16 where the "
+                        "device computes it natively (CUDA compute capability >= 8.0, a CPU "
+                        "with AVX512-BF16 or AMX), else fp32, and the faster layout "
+                        "(channels-last on CPUs and with bf16); config.json records the "
+                        "choice" + D)
     g.add_argument("--channels_last", action=BOOL, default=False,
                    help="channels-last memory format (faster convolutions on GPUs)" + D)
     g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=True,

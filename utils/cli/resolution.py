@@ -22,6 +22,7 @@ from maml.config import (
     MaskConfig,
     OuterLoopConfig,
 )
+from maml.precision import resolve_precision
 from utils.cli.common import run_seed
 from utils.cli.methods import mask_init, mask_kind, mask_mode_name
 from utils.cli.parser import get_parser, parse_args
@@ -48,9 +49,20 @@ def device_of(args):
     return f"cuda:{rank}"
 
 
-def learner_config(args, device=None):
-    """The ``LearnerConfig`` of parsed flags (device: ``device_of(args)`` by default)."""
+def precision_of(args, device=None):
+    """The ``maml.precision.Precision`` of ``--amp`` / ``--channels_last`` on the device:
+    ``auto`` becomes bf16 or fp32 and a layout here, once."""
+    return resolve_precision(args.amp, args.channels_last, device or device_of(args),
+                             engine=args.engine,
+                             backbone="resnet12" if args.resnet or args.big_resnet else "convnet")
+
+
+def learner_config(args, device=None, precision=None):
+    """The ``LearnerConfig`` of parsed flags (device: ``device_of(args)`` by default;
+    precision: ``precision_of(args, device)`` by default)."""
     in_channels, image_size = dataset_shape(args.dataset, args.image_size, args.grayscale)
+    device = device or device_of(args)
+    precision = precision or precision_of(args, device)
     return LearnerConfig(
         backbone=BackboneConfig(resnet=args.resnet or args.big_resnet, big=args.big_resnet,
                                 hidden_size=args.hidden_size, in_channels=in_channels,
@@ -65,13 +77,13 @@ def learner_config(args, device=None):
                               second_order=args.second_order, no_bn=args.no_bn_in_inner_loop,
                               no_downsample=args.no_downsample_in_inner_loop,
                               anil=args.anil, boil=args.boil),
-        engine=EngineConfig(name=args.engine, amp=None if args.amp == "none" else args.amp,
-                            channels_last=args.channels_last, cuda_graphs=args.cuda_graphs,
+        engine=EngineConfig(name=args.engine, amp=precision.amp,
+                            channels_last=precision.channels_last, cuda_graphs=args.cuda_graphs,
                             compile=args.compile, task_streams=args.task_streams),
         outer=OuterLoopConfig(optimizer=args.optimizer_theta, lr=args.lr, momentum=args.momentum,
                               clamp_gradients=args.clamp_outer_gradients,
                               skip_nonfinite=args.skip_nonfinite),
-        device=device or device_of(args))
+        device=device)
 
 
 def data_config(args):
@@ -103,9 +115,16 @@ def resolve(args, out_dir=None):
     # torchrun restarted the group after a failure: continue this launch's run
     resume = args.resume or distributed.restarted_run(out_dir)
     seed = run_seed(args.seed, resume, out_dir)
+    precision = precision_of(args, device)
+    learner = learner_config(args, device, precision)
     flags = {k: v for k, v in vars(args).items() if k not in NOT_RECORDED}
-    flags.update(seed=seed, out_dir=out_dir)
-    return RunConfig(learner=learner_config(args, device), data=data_config(args),
+    # What --amp auto chose is recorded as plain flags, so a resume (which reads
+    # config.json back as a config) keeps it; the "_" keys document the choice.
+    flags.update(seed=seed, out_dir=out_dir, amp=precision.amp or "none",
+                 channels_last=precision.channels_last)
+    if args.amp == "auto":
+        flags.update(_amp_requested="auto", _amp_reason=precision.reason)
+    return RunConfig(learner=learner, data=data_config(args),
                      schedule=schedule_config(args), seed=seed, out_dir=out_dir,
                      resume=resume, method=args.method, flags=flags,
                      config_file=args.config)
