@@ -12,19 +12,21 @@ from maml.cpu_allocator import keep_freed_memory, user_tunes_malloc
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Allocates and frees what one 5-shot inner step does in its largest tensors (45 MB)
-# 30 times and prints the minor page faults that took.
+# 30 times and prints the minor page faults each allocation took. glibc settles its heap
+# in the first few (they fault either way, more of them on a loaded machine), so the
+# test counts the last ten.
 PROGRAM = """
 import json, resource, sys, torch
 from maml.cpu_allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
-for _ in range(5):      # glibc settles its heap in the first few (they fault either way)
-    torch.empty(45 << 20, dtype=torch.uint8).fill_(1)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
 for _ in range(30):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.empty(45 << 20, dtype=torch.uint8).fill_(1)
-print(json.dumps({"applied": applied,
-                  "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"applied": applied, "faults": faults}))
 """
+PAGES = (45 << 20) // 4096      # 4 KiB pages of one allocation
 
 
 def faults(mode, **env):
@@ -39,9 +41,8 @@ def faults(mode, **env):
 def test_freed_blocks_are_reused_instead_of_faulted_back():
     default, kept = faults("default"), faults("keep")
     assert kept["applied"] is True
-    pages = 30 * (45 << 20) // 4096
-    assert default["faults"] > pages // 2          # glibc's default: mmap / munmap each time
-    assert kept["faults"] < default["faults"] // 10
+    assert sum(default["faults"][-10:]) > 5 * PAGES     # default: mmap / munmap each time
+    assert sum(kept["faults"][-10:]) < PAGES            # kept: the same memory again
 
 
 def test_a_user_tuning_malloc_is_left_alone():
