@@ -5,8 +5,8 @@ compute capability 8.0 and newer (Ampere on: bf16 tensor cores), and CPUs with
 AVX512-BF16 or AMX instructions, as torch reports them. Elsewhere bf16 is emulated
 through fp32 conversions and runs slower than fp32, so ``auto`` keeps fp32 there.
 Layout, measured (README, "Engines and speed"): with bf16, channels-last (oneDNN's bf16
-kernels on CPUs and tensor cores on GPUs want NHWC; 1.35x for the ConvNet on an AVX512-BF16
-CPU, issue 14's table). In fp32 on a CPU it depends on the backbone: the ConvNet's pooling,
+kernels on CPUs and tensor cores on GPUs want NHWC; 1.35x for the ConvNet on an
+AVX512-BF16 CPU). In fp32 on a CPU it depends on the backbone: the ConvNet's pooling,
 BatchNorm and ReLU vectorise along channels (1.2x at paper settings), while ResNet-12's
 meta-training ran 0.8x in channels-last (paper image size; the cause is not profiled),
 so ResNet-12 keeps the contiguous layout there; on a GPU without bf16 too (not
