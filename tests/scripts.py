@@ -3,9 +3,10 @@
 Each run is a real process executing the script as ``__main__`` (``runpy.run_path``,
 the same as ``python train.py ARGS``), forked from a "zygote" that imported torch,
 torchmeta and the library once: an import costs seconds on a busy CI machine, a fork
-milliseconds. A hook can pause a child at a chosen point (before a meta-step, after a
-metrics row, before a checkpoint rename) so that a kill lands there deterministically,
-or make chosen meta-steps non-finite, or fail a chosen write with ENOSPC.
+milliseconds. Children run one thread (tiny runs, often several at once); the hook
+``threads:N`` gives a long one more. A hook can pause a child at a chosen point (before
+a meta-step, after a metrics row, before a checkpoint rename) so that a kill lands there
+deterministically, or make chosen meta-steps non-finite, or fail a chosen write with ENOSPC.
 
     with Zygote(tmp) as zygote:
         result = zygote.run("train.py", flags)            # Result(code, stdout, stderr)
@@ -70,6 +71,8 @@ def install(hook, marker):
                     hold(marker)
             return replace(src, dst, *a, **k)
         os.replace = patched
+    elif kind == "threads":     # threads:N -> a long run that has the machine to itself
+        torch.set_num_threads(int(rest[0]))
     elif kind == "nonfinite":   # nonfinite:loss|grad:1,4 -> those meta-steps (1-based) go bad
         what, bad = rest[0], {int(n) for n in rest[1].split(",")}
         for cls in Engine.__subclasses__():

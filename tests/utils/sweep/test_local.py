@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from utils.sweep.grid import expand
 from utils.sweep.layout import Sweep
 from utils.sweep.local import LocalExecutor
@@ -78,7 +80,17 @@ def test_cpu_slots_share_the_cores(tmp_path, monkeypatch):
     assert seen(sweep.runs[0])["cuda"] is None
 
 
-def test_ctrl_c_stops_the_running_and_starts_nothing_more(tmp_path, monkeypatch):
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the test (a shell's background job starts with
+    SIGINT ignored), the inherited one back afterwards."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_ctrl_c_stops_the_running_and_starts_nothing_more(tmp_path, monkeypatch,
+                                                           python_sigint):
     monkeypatch.setenv("STAND_IN_SECONDS", "30")
     sweep = make(tmp_path, [0.1, 0.2, 0.3], sys.executable)
     executor = LocalExecutor(sweep, slots=2, gpus=[], out=open(os.devnull, "w"))
