@@ -81,17 +81,24 @@ def _describe_difference(saved, current, what):
     return f"{what} differs ({'; '.join(parts)})"
 
 
-def load_checkpoint(out_dir, learner):
-    """Restore ``learner`` from out_dir/checkpoint.pt; returns (epoch, progress)."""
-    path = os.path.join(out_dir, CHECKPOINT)
+def read_state(path, fmt, program):
+    """The checkpoint dict at ``path`` (CPU tensors) if it is one of ``program`` in format
+    ``fmt``; CheckpointError (a message for --resume) if it is missing, corrupt or other."""
     if not os.path.isfile(path):
         raise CheckpointError(f"--resume: no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        assert isinstance(state, dict) and state.get("format") == FORMAT
+        assert isinstance(state, dict) and state.get("format") == fmt
     except Exception as err:
-        raise CheckpointError(f"--resume: {path} is corrupt or not a sparse-maml "
+        raise CheckpointError(f"--resume: {path} is corrupt or not a {program} "
                               f"checkpoint ({type(err).__name__})") from err
+    return state
+
+
+def load_checkpoint(out_dir, learner):
+    """Restore ``learner`` from out_dir/checkpoint.pt; returns (epoch, progress)."""
+    path = os.path.join(out_dir, CHECKPOINT)
+    state = read_state(path, FORMAT, "sparse-maml")
     try:
         for what, module in (("model", learner.model), ("mask", learner.mask)):
             if state["layout"][what] != layout(module):

@@ -14,55 +14,29 @@ optimizers, replay buffer, fast weights, its generator), the benchmark's positio
 stream generator), the progress so far and every RNG state; on resume metrics.jsonl is
 cut back to its size at the checkpoint and later TensorBoard events are purged.
 """
-import json
 import os
 
-import torch
-
 from utils.run.atomic_io import save_torch
-from utils.run.checkpoint import CHECKPOINT, CheckpointError
+from utils.run.checkpoint import CHECKPOINT, CheckpointError, read_state
+from utils.run.metrics import MetricsLog
 from utils.run.rng import rng_states, set_rng_states
 
 FORMAT = "continual-1"
 
 
-class ContinualLogger:
-    def __init__(self, out_dir, tensorboard=True, metrics_bytes=None, purge_step=None):
-        self.path = os.path.join(out_dir, "metrics.jsonl")
-        if metrics_bytes is not None and os.path.exists(self.path):
-            with open(self.path, "r+b") as f:
-                f.truncate(min(metrics_bytes, os.path.getsize(self.path)))
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(out_dir, purge_step=purge_step)
-
-    def bytes_written(self):
-        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+class ContinualLogger(MetricsLog):
+    """continual.py's rows (see the module docstring) and their TensorBoard scalars."""
 
     def row(self, row, step, scalars=None, sparsity=None):
         """Append ``row`` to metrics.jsonl; ``scalars`` {tag: value} and the per-tensor
         ``sparsity`` ({name: fraction}) go to TensorBoard at ``step``."""
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.append(row)
         if self.writer is None:
             return
         for tag, value in (scalars or {}).items():
             self.writer.add_scalar(tag, value, step)
         if sparsity:
-            for name, frac in sparsity.items():
-                self.writer.add_scalar("zeros (%) in group " + name, 100 * frac, step)
-            self.writer.add_scalar("mean zeros (%)", 100 * row["sparsity"], step)
-
-    def flush(self):
-        if self.writer is not None:
-            self.writer.flush()
-
-    def close(self):
-        if self.writer is not None:
-            self.writer.close()
+            self.sparsity_scalars(step, row["sparsity"], sparsity)
 
 
 def layout(learner):
@@ -84,12 +58,7 @@ def save_continual_checkpoint(out_dir, learner, benchmark, progress):
 def load_continual_checkpoint(out_dir, learner, benchmark):
     """Restore ``learner`` and ``benchmark`` from out_dir/checkpoint.pt; returns progress."""
     path = os.path.join(out_dir, CHECKPOINT)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        assert isinstance(state, dict) and state.get("format") == FORMAT
-    except Exception as err:
-        raise CheckpointError(f"--resume: {path} is corrupt or not a continual.py "
-                              f"checkpoint ({type(err).__name__})") from err
+    state = read_state(path, FORMAT, "continual.py")
     if state["layout"] != layout(learner):
         saved, here = state["layout"], layout(learner)
         diff = [k for k in here if saved.get(k) != here[k]]

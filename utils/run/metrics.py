@@ -21,26 +21,61 @@ def mean_ci95(values):
     return float(values.mean()), float(1.96 * values.std() / math.sqrt(values.size))
 
 
-class RunLogger:
-    """Appends metrics.jsonl rows and mirrors them to TensorBoard with the original's tags."""
+class MetricsLog:
+    """metrics.jsonl, one JSON row per line (each flushed to disk), and an optional
+    TensorBoard writer in the run folder; shared by train.py's and continual.py's loggers.
+
+    ``metrics_bytes`` (resume): cut the file back to its size at the checkpoint, and
+    ``purge_step``: drop TensorBoard events from that step on, so an interrupted run has
+    no duplicated rows. ``write`` False (the other processes of a torchrun run): nothing
+    is written anywhere.
+    """
+
+    def __init__(self, out_dir, tensorboard=True, metrics_bytes=None, purge_step=None,
+                 write=True):
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        self.write = write
+        if write and metrics_bytes is not None and os.path.exists(self.path):
+            with open(self.path, "r+b") as f:
+                f.truncate(min(metrics_bytes, os.path.getsize(self.path)))
+        self.writer = None
+        if tensorboard and write:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(out_dir, purge_step=purge_step)
+
+    def bytes_written(self):
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def append(self, row):
+        # fsync: a checkpoint records bytes_written(), which must be on disk by then.
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def sparsity_scalars(self, step, mean, per_param):
+        """The original's sparsity tags: % zeros per parameter group and their mean."""
+        for name, frac in per_param.items():
+            self.writer.add_scalar("zeros (%) in group " + name, 100 * frac, step)
+        self.writer.add_scalar("mean zeros (%)", 100 * mean, step)
+
+    def flush(self):
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+
+class RunLogger(MetricsLog):
+    """train.py's rows, mirrored to TensorBoard with the original's tags."""
 
     TAGS = {"train": "Training Accuracy", "val": "Val Accuracy", "test": "Test Accuracy"}
 
     def __init__(self, out_dir, tensorboard=True, metrics_bytes=None, first_epoch=0,
                  write=True):
-        """``write`` False (the other processes of a torchrun run): log nothing anywhere."""
-        self.path = os.path.join(out_dir, "metrics.jsonl")
-        self.write = write
-        if write and metrics_bytes is not None and os.path.exists(self.path):
-            with open(self.path, "r+b") as f:      # drop rows written after the checkpoint
-                f.truncate(min(metrics_bytes, os.path.getsize(self.path)))
-        self.writer = None
-        if tensorboard and write:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(out_dir, purge_step=first_epoch)
-
-    def bytes_written(self):
-        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        super().__init__(out_dir, tensorboard, metrics_bytes, first_epoch, write)
 
     def log(self, epoch, phase, accuracy, loss=None, ci95=None, sparsity=None,
             sparsity_per_param=None):
@@ -51,28 +86,15 @@ class RunLogger:
                            ("sparsity_per_param", sparsity_per_param)):
             if value is not None:
                 row[key] = value
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.append(row)
         if self.writer is not None:
             self.writer.add_scalar(self.TAGS[phase], accuracy, epoch)
             if loss is not None and phase == "train":
                 self.writer.add_scalar("Training Loss", loss, epoch)
             if sparsity_per_param:
-                for name, frac in sparsity_per_param.items():
-                    self.writer.add_scalar("zeros (%) in group " + name, 100 * frac, epoch)
-                self.writer.add_scalar("mean zeros (%)", 100 * sparsity, epoch)
+                self.sparsity_scalars(epoch, sparsity, sparsity_per_param)
 
     def histograms(self, epoch, named_tensors):
         if self.writer is not None:
             for name, tensor in named_tensors.items():
                 self.writer.add_histogram("mask logits/" + name, tensor.detach().cpu(), epoch)
-
-    def flush(self):
-        if self.writer is not None:
-            self.writer.flush()
-
-    def close(self):
-        if self.writer is not None:
-            self.writer.close()
