@@ -34,9 +34,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-python}
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
-die() { echo "run_continual.sh: $*" >&2; exit 2; }
-positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"; }
+SCRIPT=run_continual.sh
+# shellcheck source=utils/sweep/launch.sh
+source "$REPO/utils/sweep/launch.sh"
 
 seeds=5 out=runs/continual slots="" executor=local dry_run=0 list=0
 patterns=() extra=() sweep_opts=()
@@ -52,14 +52,10 @@ while (($#)); do
         --executor=*) executor=${1#*=}; shift ;;
         --dry-run) dry_run=1; shift ;;
         --list) list=1; shift ;;
-        --status|--requeue) sweep_opts+=("$1"); shift ;;
-        --partition|--gres|--gpus|--cpus|--mem|--time|--account|--qos|--sbatch_extra|--setup)
-            (($# >= 2)) || die "$1 needs a value"; sweep_opts+=("$1=$2"); shift 2 ;;
-        --partition=*|--gres=*|--gpus=*|--cpus=*|--mem=*|--time=*|--account=*|--qos=*|--sbatch_extra=*|--setup=*)
-            sweep_opts+=("$1"); shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
-        -*) die "unknown option '$1' (continual.py flags go after --; see --help)" ;;
+        -*) sweep_option "$@"; ((taken)) || die "unknown option '$1' (continual.py flags go after --; see --help)"
+            shift "$taken" ;;
         *) patterns+=("$1"); shift ;;
     esac
 done
@@ -93,26 +89,9 @@ done
 case "$out" in /*) ;; *) [ "$PWD" = "$REPO" ] || out="$PWD/$out" ;; esac
 cd "$REPO"
 
-json_str() {    # $1 as a JSON string
-    local v=${1//\\/\\\\}
-    v=${v//\"/\\\"}
-    printf '"%s"' "$v"
-}
 # The configs as one grid over their files: sweep.py names each point after its config.
 values=()
 for c in "${selected[@]}"; do values+=("$(json_str "configs/continual/$c.json")"); done
 grid="{\"program\": \"continual\", \"grid\": {\"config\": [$(IFS=,; echo "${values[*]}")]}}"
 
-# Locally one run after the other unless --jobs says otherwise, as this script always did.
-if [ -z "$slots" ] && [ "$executor" = local ]; then slots=1; fi
-cmd=("$PY" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
-     ${slots:+--slots "$slots"} ${sweep_opts[@]+"${sweep_opts[@]}"})
-((dry_run)) && cmd+=(--dry-run)
-((${#extra[@]})) && cmd+=(-- "${extra[@]}")
-rc=0
-"${cmd[@]}" <<< "$grid" || rc=$?
-if ((rc == 130 || rc == 143)); then
-    echo "run_continual.sh: stopped; the runs kept their last checkpoints. Rerun the same" \
-         "command to continue (finished runs are skipped, stopped ones resume)." >&2
-fi
-exit "$rc"
+run_sweep "$grid" "their last checkpoints"

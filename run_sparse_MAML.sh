@@ -65,39 +65,30 @@ ORIGINAL_FLAGS=(
     "$RES  --num_shots_train=1 --gradient_mask --step_size=0.05 $RES_TAIL --clamp_outer_gradients"
 )
 
-usage() {   # the comment block at the top of this file
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-}
-die() { echo "run_sparse_MAML.sh: $*" >&2; exit 2; }
+SCRIPT=run_sparse_MAML.sh
+# shellcheck source=utils/sweep/launch.sh
+source "$REPO/utils/sweep/launch.sh"
 
 seeds=1 out="" dry_run=0 list=0 original=0 quick=0 executor=local slots=""
 cells=() extra=() sweep_opts=()
 while (($#)); do
     case "$1" in
-        --seeds) (($# >= 2)) || die "--seeds needs a number"
-                 [[ $2 =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive integer, got '$2'"
-                 seeds=$2; shift 2 ;;
-        --seeds=*) seeds=${1#*=}
-                 [[ $seeds =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive integer, got '$seeds'"
-                 shift ;;
+        --seeds) (($# >= 2)) || die "--seeds needs a number"; positive --seeds "$2"; seeds=$2; shift 2 ;;
+        --seeds=*) seeds=${1#*=}; positive --seeds "$seeds"; shift ;;
         --out) (($# >= 2)) || die "--out needs a folder"; out=$2; shift 2 ;;
         --out=*) out=${1#*=}; shift ;;
         --dry-run) dry_run=1; shift ;;
         --list) list=1; shift ;;
         --original) original=1; shift ;;
         --quick) quick=1; shift ;;
-        --status|--requeue) sweep_opts+=("$1"); shift ;;
         --executor) (($# >= 2)) || die "--executor needs local or slurm"; executor=$2; shift 2 ;;
         --executor=*) executor=${1#*=}; shift ;;
         --slots) (($# >= 2)) || die "--slots needs a number"; slots=$2; shift 2 ;;
         --slots=*) slots=${1#*=}; shift ;;
-        --partition|--gres|--gpus|--cpus|--mem|--time|--account|--qos|--sbatch_extra|--setup)
-                 (($# >= 2)) || die "$1 needs a value"; sweep_opts+=("$1=$2"); shift 2 ;;
-        --partition=*|--gres=*|--gpus=*|--cpus=*|--mem=*|--time=*|--account=*|--qos=*|--sbatch_extra=*|--setup=*)
-                 sweep_opts+=("$1"); shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
-        -*) die "unknown option '$1' (train.py flags go after --; see --help)" ;;
+        -*) sweep_option "$@"; ((taken)) || die "unknown option '$1' (train.py flags go after --; see --help)"
+            shift "$taken" ;;
         *) cells+=("$1"); shift ;;
     esac
 done
@@ -155,11 +146,6 @@ fi
 case "$out" in /*) ;; *) [ "$PWD" = "$REPO" ] || out="$PWD/$out" ;; esac
 cd "$REPO"
 
-json_str() {    # $1 as a JSON string
-    local v=${1//\\/\\\\}
-    v=${v//\"/\\\"}
-    printf '"%s"' "$v"
-}
 # The cells as one grid over their config files (or, with --original, over the authors'
 # argument lists named by cell): sweep.py names each point after its cell.
 values=()
@@ -182,16 +168,4 @@ else
     grid="{\"grid\": {\"config\": [$(IFS=,; echo "${values[*]}")]}}"
 fi
 
-# Locally one run after the other unless --slots says otherwise, as this script always did.
-if [ -z "$slots" ] && [ "$executor" = local ]; then slots=1; fi
-cmd=("$PY" sweep.py - --out "$out" --seeds "$seeds" --python "$PY" --executor "$executor"
-     ${slots:+--slots "$slots"} ${sweep_opts[@]+"${sweep_opts[@]}"})
-((dry_run)) && cmd+=(--dry-run)
-((${#extra[@]})) && cmd+=(-- "${extra[@]}")
-rc=0
-"${cmd[@]}" <<< "$grid" || rc=$?
-if ((rc == 130 || rc == 143)); then
-    echo "run_sparse_MAML.sh: stopped; the runs kept their finished epochs. Rerun the same" \
-         "command to continue (finished runs are skipped, stopped ones resume)." >&2
-fi
-exit "$rc"
+run_sweep "$grid" "their finished epochs"
