@@ -221,12 +221,13 @@ def run(config, folder, stop):
     logger = ContinualLogger(folder.path, config.tensorboard, progress["metrics_bytes"],
                              purge_step(progress, benchmark) if folder.resume else None)
     progress["_t0"] = time.time() - progress["wall_clock_s"]
-    if not folder.resume:
-        checkpoint(config, folder, learner, benchmark, progress, logger)
-    # Written once the run (or its resume) is known to work, so a refused --resume
-    # never overwrites the recorded flags.
+    # config.json is written once the run (or its resume) is known to work, so a refused
+    # --resume never overwrites the recorded flags, and before the first checkpoint, so
+    # a checkpoint always has the flags that resume it.
     save_json(folder.file(CONFIG), {"args": config.flags, **config_notes(config.config_file),
                                     "_meta": run_metadata()})
+    if not folder.resume:
+        checkpoint(config, folder, learner, benchmark, progress, logger)
     print(f"{config.learner.method} on {config.data.benchmark} ({learner.device}); "
           f"run folder {folder.path}")
     loop = run_tasks if benchmark.kind == "tasks" else run_stream              # loop

@@ -71,14 +71,15 @@ def train(config, folder, stop, ranks=None):
         print(f"Resuming {folder.path} at epoch {start}")
     logger = RunLogger(folder.path, schedule.tensorboard, progress["metrics_bytes"], start,
                        write=writes)
-    if writes and not folder.resume:
-        save_checkpoint(folder.path, learner, 0, progress)
-    # Written once the run (or its resume) is known to work, so a refused --resume
-    # never overwrites the recorded flags.
+    # config.json is written once the run (or its resume) is known to work, so a refused
+    # --resume never overwrites the recorded flags, and before the first checkpoint, so
+    # a checkpoint always has the flags that resume it.
     if writes:
         save_json(folder.file(CONFIG), {"args": config.flags,
                                         **cli.config_notes(config.config_file),
                                         "_meta": {**run_metadata(), **ranks.metadata()}})
+    if writes and not folder.resume:
+        save_checkpoint(folder.path, learner, 0, progress)
     t0 = time.time() - progress["wall_clock_s"]
     engine = config.learner.engine
     auto = config.flags.get("_amp_reason")

@@ -258,6 +258,17 @@ def test_run_stopped_before_its_first_checkpoint_starts_over(run, tmp_path, caps
     assert checkpoint_epoch(out) == 1 and no_temp_files(out)
 
 
+def test_run_whose_first_checkpoint_failed_restarts_from_its_recorded_flags(run, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "run"
+    assert run(INPROC + ["--out_dir", out], ["enospc:checkpoint.pt:1"]) == 1
+    assert not (out / "checkpoint.pt").exists() and (out / "config.json").exists()
+    capsys.readouterr()
+    assert run(["--resume", "--out_dir", out]) == 0        # no flags: config.json's
+    assert "starting it from the beginning" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["epochs"] == 2
+
+
 def test_checkpoint_with_code_is_refused_not_run(run, run_copy, tmp_path, capsys):
     marker = tmp_path / "payload-ran"
 
