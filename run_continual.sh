@@ -42,24 +42,14 @@ seeds=5 out=runs/continual slots="" executor=local dry_run=0 list=0
 patterns=() extra=() sweep_opts=()
 while (($#)); do
     case "$1" in
-        --seeds) (($# >= 2)) || die "--seeds needs a number"; positive --seeds "$2"; seeds=$2; shift 2 ;;
-        --seeds=*) seeds=${1#*=}; positive --seeds "$seeds"; shift ;;
-        --out) (($# >= 2)) || die "--out needs a folder"; out=$2; shift 2 ;;
-        --out=*) out=${1#*=}; shift ;;
-        --jobs|--slots) (($# >= 2)) || die "$1 needs a number"; positive "$1" "$2"; slots=$2; shift 2 ;;
-        --jobs=*|--slots=*) slots=${1#*=}; positive "${1%%=*}" "$slots"; shift ;;
-        --executor) (($# >= 2)) || die "--executor needs local or slurm"; executor=$2; shift 2 ;;
-        --executor=*) executor=${1#*=}; shift ;;
-        --dry-run) dry_run=1; shift ;;
-        --list) list=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
-        -*) sweep_option "$@"; ((taken)) || die "unknown option '$1' (continual.py flags go after --; see --help)"
+        -*) launch_option "$@"; ((taken)) || die "unknown option '$1' (continual.py flags go after --; see --help)"
             shift "$taken" ;;
         *) patterns+=("$1"); shift ;;
     esac
 done
-case "$executor" in local|slurm) ;; *) die "--executor must be local or slurm, got '$executor'" ;; esac
+check_executor
 
 available=()
 for f in "$REPO"/configs/continual/*.json; do

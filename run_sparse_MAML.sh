@@ -73,25 +73,16 @@ seeds=1 out="" dry_run=0 list=0 original=0 quick=0 executor=local slots=""
 cells=() extra=() sweep_opts=()
 while (($#)); do
     case "$1" in
-        --seeds) (($# >= 2)) || die "--seeds needs a number"; positive --seeds "$2"; seeds=$2; shift 2 ;;
-        --seeds=*) seeds=${1#*=}; positive --seeds "$seeds"; shift ;;
-        --out) (($# >= 2)) || die "--out needs a folder"; out=$2; shift 2 ;;
-        --out=*) out=${1#*=}; shift ;;
-        --dry-run) dry_run=1; shift ;;
-        --list) list=1; shift ;;
         --original) original=1; shift ;;
         --quick) quick=1; shift ;;
-        --executor) (($# >= 2)) || die "--executor needs local or slurm"; executor=$2; shift 2 ;;
-        --executor=*) executor=${1#*=}; shift ;;
-        --slots) (($# >= 2)) || die "--slots needs a number"; slots=$2; shift 2 ;;
-        --slots=*) slots=${1#*=}; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
-        -*) sweep_option "$@"; ((taken)) || die "unknown option '$1' (train.py flags go after --; see --help)"
+        -*) launch_option "$@"; ((taken)) || die "unknown option '$1' (train.py flags go after --; see --help)"
             shift "$taken" ;;
         *) cells+=("$1"); shift ;;
     esac
 done
+check_executor
 ((original && quick)) && die "--original and --quick exclude each other"
 
 # Table order (rows: 5-shot/1-shot ConvNet, 5-shot/1-shot ResNet-12; columns: MAML, ANIL,

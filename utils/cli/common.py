@@ -41,6 +41,26 @@ def non_negative(kind):
     return parse
 
 
+def add_run_flags(group, seed_help):
+    """The run-folder flags every entry script has, added to argparse ``group``: --config,
+    --out_dir, --resume, --seed (``seed_help``: what it seeds), --tensorboard and
+    --dont_use_cuda."""
+    D = " (default: %(default)s)"
+    group.add_argument("--config", type=str, default=None,
+                       help="JSON file of flag values (dest names); explicit flags override "
+                            "it" + D)
+    group.add_argument("--out_dir", type=str, default=None,
+                       help="run folder; None gives runs/<date-time>_<method>" + D)
+    group.add_argument("--resume", action=BOOL, default=False,
+                       help="continue the run in --out_dir from its last checkpoint" + D)
+    group.add_argument("--seed", type=int, default=-1,
+                       help=seed_help + "; -1 draws one and records it" + D)
+    group.add_argument("--tensorboard", action=BOOL, default=True,
+                       help="write TensorBoard events to the run folder" + D)
+    group.add_argument("--dont_use_cuda", action=BOOL, default=False,
+                       help="run on CPU even if CUDA is available" + D)
+
+
 def read_config(path, parser, run_record_hook=None):
     """{flag: value} of a JSON config file (a run's config.json: its "args", first passed
     through ``run_record_hook``); keys starting with "_" document the file and are dropped;

@@ -17,7 +17,7 @@ import torch
 
 from maml.continual import METHODS, method_supports
 from maml.continual.config import ContinualConfig, PretrainConfig
-from utils.cli.common import BOOL, non_negative, positive, read_config, run_seed
+from utils.cli.common import BOOL, add_run_flags, non_negative, positive, read_config, run_seed
 from utils.data.continual import BENCHMARKS, ContinualDataConfig, benchmark_kind
 from utils.run.run_folder import CONFIG, default_out_dir, recorded_flags
 
@@ -59,22 +59,11 @@ def get_parser():
     c, m, d = ContinualConfig(), ContinualDataConfig(), PretrainConfig()
 
     g = p.add_argument_group("general")
-    g.add_argument("--config", type=str, default=None,
-                   help="JSON file of flag values (dest names); explicit flags override it" + D)
-    g.add_argument("--out_dir", type=str, default=None,
-                   help="run folder; None gives runs/<date-time>_<method>" + D)
-    g.add_argument("--resume", action=BOOL, default=False,
-                   help="continue the run in --out_dir from its last checkpoint" + D)
-    g.add_argument("--seed", type=int, default=-1,
-                   help="seed of the model, the data (angles, permutations, subsets, the "
-                        "stream) and the learner; -1 draws one and records it" + D)
-    g.add_argument("--tensorboard", action=BOOL, default=True,
-                   help="write TensorBoard events to the run folder" + D)
+    add_run_flags(g, "seed of the model, the data (angles, permutations, subsets, the "
+                     "stream) and the learner")
     g.add_argument("--sparsity_figure", action=BOOL, default=True,
                    help="plot the learned rates' sparsity per tensor over the run "
                         "(sparsity.png)" + D)
-    g.add_argument("--dont_use_cuda", action=BOOL, default=False,
-                   help="run on CPU even if CUDA is available" + D)
     g.add_argument("--log_every", type=pi, default=100,
                    help="stream steps per metrics row" + D)
     g.add_argument("--checkpoint_every", type=pi, default=500,

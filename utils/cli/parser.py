@@ -11,7 +11,7 @@ import json
 from maml.mask_modes import MASK_MODES
 from maml.precision import AMP_CHOICES
 from utils.cli.checks import check_consistency
-from utils.cli.common import BOOL, choice, non_negative, positive, read_config
+from utils.cli.common import BOOL, add_run_flags, choice, non_negative, positive, read_config
 from utils.cli.methods import METHODS, describe, preset
 
 DATASETS = ("MiniImagenet", "TieredImagenet", "CUB", "CARS", "Omniglot", "Strokes", "folder")
@@ -26,14 +26,7 @@ def get_parser():
     D = " (default: %(default)s)"
 
     g = p.add_argument_group("general")
-    g.add_argument("--config", type=str, default=None,
-                   help="JSON file of flag values (dest names); explicit flags override it" + D)
-    g.add_argument("--out_dir", type=str, default=None,
-                   help="run folder; None gives runs/<date-time>_<method>" + D)
-    g.add_argument("--resume", action=BOOL, default=False,
-                   help="continue the run in --out_dir from its last checkpoint" + D)
-    g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
-                   help="write TensorBoard events to the run folder" + D)
+    add_run_flags(g, "seed for python, numpy, torch and the task sampler")
     g.add_argument("--val_after", type=pi, default=5,
                    help="validate every this many epochs" + D)
     g.add_argument("--val_start", type=int, default=-1,
@@ -42,11 +35,6 @@ def get_parser():
                    help="test on improvement only once epoch > test_start" + D)
     g.add_argument("--checkpoint_models", action=BOOL, default=False,
                    help="save the best model as classifier.pth / mask.pth (original format)" + D)
-    g.add_argument("--dont_use_cuda", action=BOOL, default=False,
-                   help="run on CPU even if CUDA is available" + D)
-    g.add_argument("--seed", type=int, default=-1,
-                   help="seed for python, numpy, torch and the task sampler; -1 draws one "
-                        "and records it" + D)
     g.add_argument("--cross_domain", action=BOOL, default=False,
                    help="after training, test the best model on TieredImagenet, CUB, CARS" + D)
     g.add_argument("--cross_domain_tasks", type=pi, default=500,
