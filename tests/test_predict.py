@@ -106,6 +106,27 @@ def test_csv_matches_the_library_on_the_dataset_tensors(zygote, run, episode, gl
     assert np.allclose(best.numpy(), [float(r["probability"]) for r in rows], atol=1e-4)
 
 
+def test_predictions_equal_the_runs_own_test_time_evaluation(run, glyphs, one_thread):
+    """On a task given as tensors, predict() adapts and classifies as the learner's
+    evaluation does: the same accuracy and the same query loss."""
+    names = list(glyphs)
+    to_tensor = lambda images: torch.stack(  # noqa: E731
+        [torch.from_numpy(i.astype(np.float32) / 255)[None] for i in images])
+    x_support = to_tensor([glyphs[n][0] for n in names])
+    x_query = to_tensor([im for n in names for im in glyphs[n][1:]])
+    y_support, y_query = torch.arange(WAYS), torch.arange(WAYS).repeat_interleave(QUERIES)
+    learner = learner_from_flags(["--config", str(run / "config.json"), "--dont_use_cuda"])
+    load_best(learner, str(run))
+    probabilities = predict(learner, Episode(names, x_support, y_support, [], x_query, None),
+                            len(x_query))
+    batch = {"train": (x_support[None], y_support[None]), "test": (x_query[None], y_query[None])}
+    evaluated = learner.evaluate(batch)
+    predicted = probabilities.argmax(dim=1)
+    assert (predicted == y_query).float().mean().item() == pytest.approx(evaluated["accuracy"])
+    loss = -probabilities[torch.arange(len(y_query)), y_query].log().mean().item()
+    assert loss == pytest.approx(evaluated["loss"], rel=1e-4)
+
+
 def test_flat_query_folder(zygote, run, episode):
     result = evaluate(zygote, run, "--support", episode / "support", "--query", episode / "flat")
     assert result.code == 0, result.stderr

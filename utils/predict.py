@@ -12,8 +12,9 @@ Omniglot or Strokes (ink stored bright on black) inverted by default, so that da
 white paper looks like their training images. The learner then adapts exactly as at
 validation and test: the run's own inner loop (its inner-loop parameters, mask mode,
 m(phi), step size, ``gradient_steps_test`` steps) from the trained theta, and classifies
-the query images in batches of the run's query-set size (``num_ways`` x
-``num_shots_test``), BatchNorm using each batch's statistics as in training.
+the query images in as few batches of nearly equal size as keep each within the run's
+query-set size (``num_ways`` x ``num_shots_test``), BatchNorm using each batch's
+statistics as in training.
 """
 import os
 from dataclasses import dataclass
@@ -125,8 +126,10 @@ def predict(learner, episode, query_batch):
     probabilities = []
     with torch.no_grad():
         params = {n: p.detach() for n, p in params.items()}
-        for start in range(0, len(episode.x_query), query_batch):
-            xq = episode.x_query[start:start + query_batch].to(device)
-            logits = functional_call(model, params, (xq,))
+        # Batches of nearly equal size, none above query_batch: BatchNorm normalises with
+        # each batch's statistics, and a small remainder batch classifies worse.
+        n_batches = -(-len(episode.x_query) // query_batch)
+        for xq in torch.tensor_split(episode.x_query, n_batches):
+            logits = functional_call(model, params, (xq.to(device),))
             probabilities.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(probabilities)
