@@ -3,8 +3,9 @@
 - la-maml family on MNIST shapes (MLP 784-100-100-10, batch 10, replay 10, La-MAML's
   glances): ms per incoming batch;
 - OSAKA's Continual-MAML (ConvNet, 64 channels, 28x28, 10-way 5-shot, 8 inner steps):
-  ms per stream step (with and without prolonged adaptation) and per pretraining
-  meta-batch of 4 tasks (15 queries per class).
+  ms per stream step (with and without prolonged adaptation), per batch that prolonged
+  adaptation buffers (the meta-update when its buffer empties, divided by the batches
+  in it) and per pretraining meta-batch of 4 tasks (15 queries per class).
 
 Prints one JSON line per measurement. Use it to estimate a run's cost on a machine:
 
@@ -25,6 +26,8 @@ from maml.continual import build_continual_learner  # noqa: E402
 from maml.continual.config import ContinualConfig  # noqa: E402
 from models import ConvNet, conv_feature_size  # noqa: E402
 from models.mlp import MLP  # noqa: E402
+
+BUFFERED = 9       # batches waiting in the prolonged-adaptation buffer, before the flush
 
 
 def timed(fn, repeats, device):
@@ -70,6 +73,23 @@ def main(argv=None):
         learner.step(xs, ys)
         ms = timed(lambda learner=learner: learner.step(xs, ys), args.repeats, device)
         out.append({"what": "osaka stream step", "method": method, "ms_per_step": ms})
+        if method == "continual-maml-pa":
+            # A step that empties a full buffer also meta-updates on every waiting batch;
+            # the steady steps above never do, so time that update per buffered batch.
+            flusher = build_continual_learner(
+                ContinualConfig(method=method, inner_steps=8, pa_buffer=BUFFERED,
+                                device=args.device),
+                ConvNet(1, 10, 64, conv_feature_size(64, 28)).to(device), seed=0)
+            flusher.step(xs, ys)
+
+            def flush(learner=flusher):
+                learner.pending = [(xs, ys)] * (BUFFERED + 1)
+                learner.step(xs, ys)
+                assert not learner.pending, "the buffer did not empty"
+            ms = timed(flush, max(1, args.repeats // 2), device)
+            out.append({"what": "osaka prolonged-adaptation meta-update, per buffered batch",
+                        "method": method, "buffered": BUFFERED + 1,
+                        "ms_per_buffered_batch": ms / (BUFFERED + 1)})
         if method == "continual-maml":
             ms = timed(lambda learner=learner: learner.pretrain_step([(xs, ys, xq, yq)] * 4),
                        max(1, args.repeats // 2), device)

@@ -5,6 +5,13 @@ restructured (float64), for every method, both backbones and both engines.
 mask modes, the engine interface and the typed configuration): per parameter tensor the
 sum, the sum of squares and a fixed random projection after one Adam step from torch
 seed 0 on a synthetic batch, plus the step's loss and accuracy and an evaluation.
+
+Losses agree to 1e-12. Parameters after the Adam step agree to 1e-9 absolute, not to
+the last bit, across CPUs: the conv biases before BatchNorm have an analytically zero
+gradient, so Adam's normalised step for them is made of float64 rounding, which differs
+between instruction sets (the numbers were pinned on an AVX2 CPU; an AVX-512 one differs
+by up to 1e-9). Any change to an update moves a parameter by about the learning rate
+(1e-3), far outside the tolerance.
 """
 import json
 from pathlib import Path
@@ -50,7 +57,7 @@ def test_meta_step_equals_the_pinned_numbers(case):
         params.update({f"phi[{n}]": p for n, p in learner.mask.named_parameters()})
     assert list(params) == list(pinned["params"])
     for i, (name, p) in enumerate(params.items()):
-        assert summary(p, i) == pytest.approx(pinned["params"][name], rel=1e-12, abs=1e-13), name
+        assert summary(p, i) == pytest.approx(pinned["params"][name], rel=1e-9, abs=1e-8), name
 
 
 def _tasks(pinned):
