@@ -13,6 +13,9 @@
 #       resnet12  the same for ResNet-12, ~4 min
 #       train     3 short Strokes trainings on the GPU (fp32 eager; --amp auto; all options
 #                 with the device sampler)
+#       continual bench/continual_step.py: per-step cost of the continual learners (La-MAML
+#                 on MNIST shapes, OSAKA's Continual-MAML), for the README's cost estimate,
+#                 ~2 min
 # Everything lands in $OUT (the device tool's folder that comes back), else bench/results.
 # Exit status: non-zero when a part failed, or when a CUDA-graph capture fell back to eager.
 set -uo pipefail
@@ -53,6 +56,10 @@ case "${1:-tests}" in
         [ "$code" -eq 0 ] || status=$code
         cp /tmp/gpu_train/results.json "$OUT/${day}_gpu_train_$i.json" 2>/dev/null || status=1
     done ;;
+  continual)
+    timeout 300 python3 bench/continual_step.py --device cuda --repeats 5 2>&1 \
+        | tee "$log" | grep '^{' > "$OUT/${day}_h200_continual_step.jsonl"
+    status=${PIPESTATUS[0]} ;;
   *) echo "unknown part $1"; exit 2 ;;
 esac
 if grep -q "CUDA-graph capture failed" "$log"; then
