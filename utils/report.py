@@ -16,13 +16,13 @@ Table 1, test accuracy %); other datasets/ways get their own tables without a pa
 """
 import argparse
 import json
-import math
 import os
 import sys
 from collections import defaultdict
 
 import numpy as np
 
+from utils.run.metrics import seeds_mean_ci95
 from utils.sparsity_figure import heatmaps
 
 METHOD_NAMES = {"maml": "MAML", "anil": "ANIL", "boil": "BOIL", "sparse-maml": "sparse-MAML",
@@ -114,15 +114,9 @@ def group_runs(runs):
 
 
 def mean_ci(values, ci95_single):
-    """Mean and 95% CI half-width of per-seed values.
-
-    One value: its own CI ``ci95_single`` (over test tasks).  Several: 1.96*std(ddof=1)/sqrt(n)
-    over the seeds.
-    """
-    values = np.asarray(values, dtype=float)
-    if len(values) == 1:
-        return float(values[0]), float(ci95_single)
-    return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(len(values)))
+    """Mean and 95% CI half-width of per-seed test accuracies: one value keeps its own CI
+    ``ci95_single`` (over test tasks); several, Student's t over the seeds."""
+    return seeds_mean_ci95(values, ci95_single)
 
 
 def _method_key(method):
@@ -233,7 +227,7 @@ def render_markdown(groups, paper=False):
         out += _table(["setting", "method"] + CROSS_DOMAIN, cross) + [""]
     if footnotes:
         out += ["Seeds per cell (one seed: CI over test tasks; several seeds: "
-                "CI = 1.96·std(ddof=1)/√n over the seeds' test accuracies; "
+                "CI = t(0.975, n−1)·std(ddof=1)/√n over the seeds' test accuracies; "
                 "sparsity = mean % of zeros in the masks at the end):", ""]
         out += [f"- {note}" for note in footnotes] + [""]
     return "\n".join(out)

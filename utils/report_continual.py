@@ -7,7 +7,7 @@ Usage::
 
 Every folder below RUNS_ROOT with a ``results.json`` written by continual.py is one run;
 runs are grouped by (benchmark, method) and their seeds averaged. The CI is
-1.96 * std(ddof=1) / sqrt(n) over seeds (no CI for one seed). Task sequences report
+t(0.975, n - 1) * std(ddof=1) / sqrt(n) over seeds (no CI for one seed). Task sequences report
 retained accuracy, backward transfer and learning accuracy; streams the online accuracy
 (overall and per mode) and boundary-detection precision / recall; both the fraction of
 learned rates that are exactly 0 at the end, and the wall-clock per run. Sparse variants
@@ -21,7 +21,7 @@ import os
 import sys
 from collections import defaultdict
 
-import numpy as np
+from utils.run.metrics import seeds_mean_ci95
 
 METHOD_ORDER = ["online-sgd", "er", "c-maml", "sync-la-maml", "la-maml", "sparse-la-maml",
                 "sparse-relu-la-maml", "continual-maml", "continual-maml-pa",
@@ -29,13 +29,9 @@ METHOD_ORDER = ["online-sgd", "er", "c-maml", "sync-la-maml", "la-maml", "sparse
 
 
 def mean_ci(values):
-    """(mean, 1.96 * std(ddof=1) / sqrt(n)) of finite values; CI nan for n < 2."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size == 1:
-        return float(v[0]), float("nan")
-    return float(v.mean()), float(1.96 * v.std(ddof=1) / math.sqrt(v.size))
+    """(mean, 95% CI half-width over seeds, Student's t) of the finite values; the CI is
+    nan for fewer than two."""
+    return seeds_mean_ci95(values)
 
 
 def cell(values, scale=100.0, digits=1, signed=False):

@@ -57,7 +57,8 @@ def _fixture(root):
 def test_mean_ci():
     assert report.mean_ci([0.6], 0.01) == (0.6, 0.01)
     m, ci = report.mean_ci([0.6, 0.7, 0.8], 0.01)
-    assert math.isclose(m, 0.7) and math.isclose(ci, 1.96 * 0.1 / math.sqrt(3))
+    # Student's t: t(0.975, 2) = 4.3027 (a table value), not the normal 1.96
+    assert math.isclose(m, 0.7) and math.isclose(ci, 4.302652729911275 * 0.1 / math.sqrt(3))
 
 
 def test_find_and_group(tmp_path):
@@ -77,7 +78,8 @@ def test_main_report_and_png(tmp_path, capsys):
     out, err = capsys.readouterr()
 
     mean = 100 * np.mean(sparse_accs)
-    ci = 100 * 1.96 * np.std(sparse_accs, ddof=1) / math.sqrt(len(sparse_accs))
+    t975 = {2: 12.706204736174698, 3: 4.302652729911275, 4: 3.182446305284263}[len(sparse_accs)]
+    ci = 100 * t975 * np.std(sparse_accs, ddof=1) / math.sqrt(len(sparse_accs))
     sparsity = 100 * np.mean([0.40, 0.41, 0.42])
     assert f"{mean:.1f} ± {ci:.1f} (paper 67.03) [sparsity {sparsity:.0f}%]" in out
     assert f"{100 * 0.612:.1f} ± {100 * 0.0085:.1f} (paper 48.07)" in out  # one seed: task CI

@@ -1,4 +1,4 @@
-"""utils.report_continual: runs grouped by (benchmark, method), mean +- 1.96 std(ddof=1)
+"""utils.report_continual: runs grouped by (benchmark, method), mean +- Student's t std(ddof=1)
 / sqrt(n) over seeds, in markdown and JSON lines."""
 import json
 import math
@@ -18,9 +18,9 @@ def sequence(method, seed, retained, bwt):
             "sparsity": None, "wall_clock_s": 10.0, "ms_per_batch": 5.0, "R": [[retained]]}
 
 
-def test_mean_ci_is_1_96_sample_std_over_sqrt_n():
+def test_mean_ci_is_student_t_sample_std_over_sqrt_n():
     m, ci = mean_ci([0.5, 0.6, 0.7])
-    assert m == 0.6 and math.isclose(ci, 1.96 * 0.1 / math.sqrt(3))
+    assert m == 0.6 and math.isclose(ci, 4.302652729911275 * 0.1 / math.sqrt(3))   # t(.975, 2)
     assert math.isnan(mean_ci([0.4])[1])
 
 
@@ -39,7 +39,7 @@ def test_tables_and_jsonl(tmp_path, capsys):
     assert main([str(tmp_path), "--jsonl", str(out_file)]) == 0
     out = capsys.readouterr().out
     la = next(line for line in out.splitlines() if line.startswith("| la-maml"))
-    assert f"60.0 ± {100 * 1.96 * 0.1 / math.sqrt(3):.1f}" in la and "| 3 |" in la
+    assert f"60.0 ± {100 * 4.302652729911275 * 0.1 / math.sqrt(3):.1f}" in la and "| 3 |" in la
     sgd = next(line for line in out.splitlines() if line.startswith("| online-sgd"))
     assert "| 30.0 |" in sgd and "-40.0" in sgd              # one seed: no CI
     assert out.index("| online-sgd") < out.index("| la-maml")  # floors first

@@ -1,4 +1,5 @@
-"""Run outputs: metrics.jsonl rows, TensorBoard scalars, confidence intervals.
+"""Run outputs: metrics.jsonl rows, TensorBoard scalars, confidence intervals (over a
+run's test tasks, and over the seeds of a group of runs).
 
 metrics.jsonl has one JSON object per line: {"epoch", "phase": "train"|"val"|"test",
 "accuracy" (0-1), and "loss" (train), "ci95" (val/test), "sparsity" (0-1, with masks),
@@ -19,6 +20,22 @@ def mean_ci95(values):
     if values.size == 0:
         return float("nan"), float("nan")
     return float(values.mean()), float(1.96 * values.std() / math.sqrt(values.size))
+
+
+def seeds_mean_ci95(values, single_ci=float("nan")):
+    """(mean, 95% CI half-width) of per-seed values (None and non-finite ones left out):
+    Student's t, t(0.975, n - 1) * std(ddof=1) / sqrt(n), as a handful of seeds is too
+    few for the normal 1.96 (at n = 5 it would be 1.42x too narrow). One value keeps
+    ``single_ci`` (e.g. its CI over test tasks); none gives (nan, nan)."""
+    from scipy.stats import t  # only here: the logging above needs no scipy
+    values = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
+    if len(values) == 1:
+        return values[0], single_ci
+    v = np.asarray(values, dtype=np.float64)
+    half = t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean()), float(half)
 
 
 class MetricsLog:

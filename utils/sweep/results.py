@@ -7,20 +7,20 @@ accuracy, BWT, learning accuracy, online accuracy overall and per mode, boundary
 precision / recall, sparsity of the rates, wall-clock; accuracies and sparsities as
 fractions, as in results.json), and the run folder. The summary (ROOT/summary.csv,
 ROOT/summary.md, also printed) gives per point the mean of each value over its finished
-seeds, +- the 95% CI over seeds, 1.96 * std(ddof=1) / sqrt(n), as ``utils.report``; a
-point with one finished seed shows that run's own CI where it has one (train.py's CI
-over test tasks). summary.md leaves out the columns no point has a value for (a sweep
-of task sequences has no online accuracy).
+seeds, +- the 95% CI over seeds, t(0.975, n - 1) * std(ddof=1) / sqrt(n), as
+``utils.report``; a point with one finished seed shows that run's own CI where it has
+one (train.py's CI over test tasks). summary.md leaves out the columns no point has a
+value for (a sweep of task sequences has no online accuracy).
 """
 import csv
 import io
 import json
-import math
 import os
 import statistics
 from dataclasses import dataclass
 
 from utils.run.atomic_io import atomic_write
+from utils.run.metrics import seeds_mean_ci95
 from utils.sweep.grid import format_value
 from utils.sweep.state import DONE, FAILED, PENDING, QUEUED, RUNNING, STOPPED
 
@@ -60,13 +60,6 @@ def _flag_value(point, key):
     if key in point.labels:
         return point.labels[key]
     return format_value(point.flags[key]) if key in point.flags else ""
-
-
-def mean_ci(values, single_ci):
-    """(mean, 95% CI half-width) over seeds; one value keeps its own CI."""
-    if len(values) == 1:
-        return values[0], single_ci
-    return statistics.fmean(values), 1.96 * statistics.stdev(values) / math.sqrt(len(values))
 
 
 class Collection:
@@ -117,7 +110,7 @@ class Collection:
                 summary[c.name] = statistics.fmean(values) if values else None
                 continue
             own = have[0].get(c.metric.own_ci) if len(have) == 1 and c.metric.own_ci else None
-            mean, ci = mean_ci(values, own) if values else (None, None)
+            mean, ci = seeds_mean_ci95(values, own) if values else (None, None)
             summary.update({c.name: mean, c.ci_name: ci})
         return summary
 

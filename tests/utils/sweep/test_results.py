@@ -56,15 +56,15 @@ def test_summary_ci_over_seeds_and_single_seed_keeps_its_own(tmp_path):
     mean = sum(accs) / 3
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / 2)
     assert several["seeds_done"] == 3 and math.isclose(several["test_accuracy"], mean)
-    assert math.isclose(several["test_ci95"], 1.96 * std / math.sqrt(3))
+    assert math.isclose(several["test_ci95"], 4.302652729911275 * std / math.sqrt(3))  # t(.975, 2)
     assert single["seeds_done"] == 1 and single["seeds"] == 3
     assert single["test_accuracy"] == 0.7 and single["test_ci95"] == 0.03
     assert single["mean_sparsity"] is None
     markdown = collection.write()
     assert markdown.splitlines()[0] == ("| point | seeds done | test accuracy % (95% CI) | "
                                         "mean sparsity % | wall-clock per run |")
-    assert f"| a_lr=0.1 | 3/3 | {100 * mean:.2f} +- {196 * std / math.sqrt(3):.2f} |" \
-        in markdown
+    ci = 430.2652729911275 * std / math.sqrt(3)            # 100 * t(0.975, 2) * std / sqrt(3)
+    assert f"| a_lr=0.1 | 3/3 | {100 * mean:.2f} +- {ci:.2f} |" in markdown
     assert (tmp_path / "summary.md").read_text() == markdown
     with open(tmp_path / "summary.csv") as f:
         assert [r["point"] for r in csv.DictReader(f)] == ["a_lr=0.1", "a_lr=0.2"]
@@ -138,8 +138,8 @@ def test_continual_summary_averages_seeds_and_shows_only_present_columns(tmp_pat
     seq, stream = collection.summaries
     assert seq["seeds_done"] == 2 and stream["seeds_done"] == 1
     assert math.isclose(seq["retained_accuracy"], 0.6)
-    # 1.96 * std(ddof=1) / sqrt(2) of (0.5, 0.7): std = 0.1 * sqrt(2)
-    assert math.isclose(seq["retained_accuracy_ci95"], 1.96 * 0.1)
+    # t(0.975, 1) * std(ddof=1) / sqrt(2) of (0.5, 0.7): std = 0.1 * sqrt(2)
+    assert math.isclose(seq["retained_accuracy_ci95"], 12.706204736174698 * 0.1)
     assert seq["bwt"] == -0.1 and seq["bwt_ci95"] is None       # one finite value, no own CI
     assert math.isclose(seq["sparsity"], 0.3) and "sparsity_ci95" not in seq
     assert stream["online_accuracy_omniglot"] == 0.8 and stream["online_accuracy_ci95"] is None
@@ -149,5 +149,6 @@ def test_continual_summary_averages_seeds_and_shows_only_present_columns(tmp_pat
                      "learning acc. % (95% CI)", "online acc. % (95% CI)",
                      "online acc. % (omniglot) (95% CI)", "online acc. % (rotated) (95% CI)",
                      "boundary recall % (95% CI)", "rates = 0 %", "wall-clock per run"]
-    assert f"| digits-rotations_la-maml | 2/2 | 60.00 +- {196 * 0.1:.2f} | -10.00 |" \
+    ci = 1270.6204736174698 * 0.1                          # 100 * t(0.975, 1) * std / sqrt(2)
+    assert f"| digits-rotations_la-maml | 2/2 | 60.00 +- {ci:.2f} | -10.00 |" \
         in collection.markdown()
