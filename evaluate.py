@@ -55,10 +55,12 @@ def get_parser():
     p.add_argument("--tasks", type=int, default=500, help="test tasks (default: %(default)s)")
     p.add_argument("--data_folder", default=None,
                    help="dataset root (default: the run's --data_folder)")
-    p.add_argument("--download", action="store_true", help="let torchmeta download the data")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="let torchmeta download the data (default: %(default)s)")
     p.add_argument("--num_workers", type=int, default=None,
                    help="data loader workers (default: the run's)")
-    p.add_argument("--dont_use_cuda", action="store_true", help="evaluate on the CPU")
+    p.add_argument("--dont_use_cuda", action=argparse.BooleanOptionalAction, default=False,
+                   help="evaluate on the CPU (default: %(default)s)")
     g = p.add_argument_group("predictions (instead of --dataset)")
     g.add_argument("--support", help="support images: DIR/<class>/<images>, the run's "
                                      "num_ways classes, K >= 1 images each (default: "

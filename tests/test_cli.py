@@ -1,11 +1,16 @@
 """train.py's command line: the original's flags and defaults, presets, checks, --config."""
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from utils import cli
 from utils.cli.methods import METHODS
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Every flag of the authors' parser with its default there (out_dir: the original's
 # sentinel "out_dir_default" means "make a folder", which is None here).
@@ -205,6 +210,17 @@ def test_run_config_json_is_accepted_as_config(tmp_path):
 ])
 def test_config_values_outside_choices_or_not_bool_exit_2(tmp_path, values):
     assert exit_code(["--config", write_json(tmp_path / "c.json", values)]) == 2
+
+
+def test_continual_and_evaluate_boolean_flags_have_no_forms():
+    from utils.cli.continual import get_parser
+    actions = get_parser()._actions
+    flags = [a for a in actions if a.nargs == 0 and not isinstance(a, argparse._HelpAction)]
+    assert flags and all(isinstance(a, argparse.BooleanOptionalAction) for a in flags)
+    help_text = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=REPO, text=True,
+                               capture_output=True, check=True).stdout
+    for flag in ("--no-download", "--no-dont_use_cuda", "--no-invert"):
+        assert flag in help_text, help_text
 
 
 def test_every_boolean_flag_has_a_no_form_that_undoes_a_config(tmp_path):
