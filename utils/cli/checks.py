@@ -3,16 +3,15 @@ misreads, or that would silently do nothing, is an argparse error (exit 2) with 
 one-line reason. Device-dependent rules are checked in ``utils.cli.resolution``."""
 import argparse
 
+from maml.mask_modes import MASK_MODES
 from utils.cli.methods import MASK_KIND_FLAGS, mask_mode_name
-
-BUILT_IN_MODES = ("none", "gradient", "learning_rate", "weight")
 
 
 def flag_rules(args):
     """[(broken, reason)] for the flag combinations of ``args`` (a parsed Namespace)."""
     kinds = [f for f in MASK_KIND_FLAGS if getattr(args, f)]
     mode = mask_mode_name(args)
-    masked = mode != "none"
+    masked = MASK_MODES[mode].uses_mask
     resnet = args.resnet or args.big_resnet
     init_flags = [f for f in ("kaiming_init", "meta_sgd_init", "meta_constant_init")
                   if getattr(args, f)]

@@ -9,7 +9,10 @@ method name in config.json; a run without ``--method`` gets the name that descri
 flags (``describe``), so run folders and reports stay readable. The flags then select a
 mask mode and a mask kind (``mask_mode_name``, ``mask_kind``).
 """
+from maml.mask_modes import MASK_MODES
 
+# The modes the original's flags select (mask_mode_name); others come from --mask_mode.
+BUILT_IN_MODES = ("none", "gradient", "learning_rate", "weight")
 MASK_KIND_FLAGS = {"meta_relu_through": "relu_through", "meta_relu": "relu",
                    "meta_sgd_linear": "linear", "meta_exp": "exp"}
 METHOD_FLAGS = ("gradient_mask", "weight_mask", "anil", "boil", *MASK_KIND_FLAGS)
@@ -65,8 +68,8 @@ def mask_init(args):
 def describe(args):
     """A method name for the flags: a preset name when they match one exactly."""
     mode = mask_mode_name(args)
-    masked = mode != "none"
-    if mode not in ("none", "gradient", "learning_rate", "weight"):
+    masked = MASK_MODES[mode].uses_mask
+    if mode not in BUILT_IN_MODES:           # a mode added by the README's "Extending"
         name = f"mask-mode-{mode.replace('_', '-')}"
     elif args.weight_mask or mode == "weight":
         name = "weight-mask"
