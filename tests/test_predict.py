@@ -63,6 +63,22 @@ def episode(tmp_path_factory, glyphs):
     return root
 
 
+def tensor_episode(glyphs):
+    """The glyphs' task as tensors, as Strokes gives them (ToTensor of ink-on-black
+    images): one support image per class, then the queries class by class."""
+    def stack(images):
+        return torch.stack([torch.from_numpy(i.astype(np.float32) / 255)[None] for i in images])
+    names = list(glyphs)
+    return Episode(names, stack([glyphs[n][0] for n in names]), torch.arange(WAYS), [],
+                   stack([im for n in names for im in glyphs[n][1:]]), None)
+
+
+def best_learner(run):
+    learner = learner_from_flags(["--config", str(run / "config.json"), "--dont_use_cuda"])
+    load_best(learner, str(run))
+    return learner
+
+
 def evaluate(zygote, run, *argv):
     return zygote.run("evaluate.py", ["--run", run, "--dont_use_cuda", *map(str, argv)])
 
@@ -94,13 +110,8 @@ def test_csv_matches_the_library_on_the_dataset_tensors(zygote, run, episode, gl
 
     # The same task straight from Strokes' tensors (ToTensor of ink-on-black images).
     names = list(glyphs)
-    to_tensor = lambda images: torch.stack(  # noqa: E731
-        [torch.from_numpy(i.astype(np.float32) / 255)[None] for i in images])
-    task = Episode(names, to_tensor([glyphs[n][0] for n in names]), torch.arange(WAYS), [],
-                   to_tensor([im for n in names for im in glyphs[n][1:]]), None)
-    learner = learner_from_flags(["--config", str(run / "config.json"), "--dont_use_cuda"])
-    load_best(learner, str(run))
-    probabilities = predict(learner, task, WAYS * 5)
+    task = tensor_episode(glyphs)
+    probabilities = predict(best_learner(run), task, WAYS * 5)
     best, labels = probabilities.max(dim=1)
     assert [names[int(k)] for k in labels] == [r["predicted"] for r in rows]
     assert np.allclose(best.numpy(), [float(r["probability"]) for r in rows], atol=1e-4)
@@ -109,17 +120,11 @@ def test_csv_matches_the_library_on_the_dataset_tensors(zygote, run, episode, gl
 def test_predictions_equal_the_runs_own_test_time_evaluation(run, glyphs, one_thread):
     """On a task given as tensors, predict() adapts and classifies as the learner's
     evaluation does: the same accuracy and the same query loss."""
-    names = list(glyphs)
-    to_tensor = lambda images: torch.stack(  # noqa: E731
-        [torch.from_numpy(i.astype(np.float32) / 255)[None] for i in images])
-    x_support = to_tensor([glyphs[n][0] for n in names])
-    x_query = to_tensor([im for n in names for im in glyphs[n][1:]])
-    y_support, y_query = torch.arange(WAYS), torch.arange(WAYS).repeat_interleave(QUERIES)
-    learner = learner_from_flags(["--config", str(run / "config.json"), "--dont_use_cuda"])
-    load_best(learner, str(run))
-    probabilities = predict(learner, Episode(names, x_support, y_support, [], x_query, None),
-                            len(x_query))
-    batch = {"train": (x_support[None], y_support[None]), "test": (x_query[None], y_query[None])}
+    task, learner = tensor_episode(glyphs), best_learner(run)
+    y_query = torch.arange(WAYS).repeat_interleave(QUERIES)
+    probabilities = predict(learner, task, len(task.x_query))
+    batch = {"train": (task.x_support[None], task.y_support[None]),
+             "test": (task.x_query[None], y_query[None])}
     evaluated = learner.evaluate(batch)
     predicted = probabilities.argmax(dim=1)
     assert (predicted == y_query).float().mean().item() == pytest.approx(evaluated["accuracy"])
