@@ -32,6 +32,7 @@ class FastEngine(Engine):
         self.amp = amp
         self.grads_fn, self.step_fn, self.query_loss = (
             self.support_grads, self.step_values, self.loss_and_logits)
+        self.compiled = bool(compile)
         if compile:
             # Whole inner step (forward, backward, masked update, sums) in one compiled
             # graph: inductor fuses BatchNorm/ReLU/pooling and their backward. Static
@@ -77,14 +78,16 @@ class FastEngine(Engine):
 
     def step_values(self, params, sums, masks, x, y):
         """One inner step as a pure function: ({name: theta_t}, {name: sums}) for the
-        inner-loop names from theta_{t-1} (``params``) and the sums (None: not kept)."""
+        inner-loop names from theta_{t-1} (``params``) and the sums (None: not kept; a
+        name missing from them: this is step 1, see ``MaskMode.first_sums``)."""
         grads = self.grads_fn(params, x, y)
         new_params, new_sums = {}, None if sums is None else {}
         for name in self.rule.names:
             g, m, theta = grads[name], masks.get(name), params[name]
             mode = self.rule.mode_for(masks, name)
             if sums is not None:
-                new_sums[name] = mode.accumulate(sums[name], theta, g, m)
+                new_sums[name] = (mode.accumulate(sums[name], theta, g, m) if name in sums
+                                  else mode.first_sums(theta, g, m))
             new_params[name] = mode.update(theta, g, m)
         return new_params, new_sums
 
@@ -124,7 +127,11 @@ class FastEngine(Engine):
         results = []
         for (theta0, masks, x, y), n_steps in zip(tasks, steps, strict=True):
             params = dict(theta0)
-            sums = self.start_sums(params, masks) if need_sums else None
+            sums = None
+            if need_sums:
+                # Eagerly, step 1 starts the sums from its own tensors; a compiled step
+                # keeps one graph for every step (no second compilation for step 1).
+                sums = {} if n_steps and not self.compiled else self.start_sums(params, masks)
             for _ in range(n_steps):
                 self.inner_step_(params, sums, masks, x, y)
             results.append((params, sums))

@@ -7,7 +7,8 @@ and every running sum have that shape):
 - ``initial(theta, m)``: theta_0, where the inner loop starts;
 - ``update(theta, g, m)``: theta_t from theta_{t-1} and the inner gradient g_t;
 - ``SUMS`` and ``accumulate``: the running sums the fast engine keeps over the inner
-  steps, {name: value at t = 0}, and their update after each step;
+  steps, {name: value at t = 0}, and their update after each step; ``first_sums`` gives
+  them after step 1 without materialising the start (0 + g is g);
 - ``outer_grads(d, m, sums)``: the closed-form first-order outer gradient. Each g_t is
   a constant for the outer gradient (first order), so theta_T is an explicit function of
   theta_0 and m, and with d = dL_query / d theta_T this returns
@@ -32,6 +33,13 @@ class MaskMode:
     def __init__(self, step_size):
         self.step_size = step_size
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A parent's first_sums shortcut knows only the parent's sums: a subclass that
+        # changes accumulate gets the generic first step unless it gives its own.
+        if "accumulate" in vars(cls) and "first_sums" not in vars(cls):
+            cls.first_sums = MaskMode.first_sums
+
     def initial(self, theta, mask):
         return theta
 
@@ -51,6 +59,13 @@ class MaskMode:
     def accumulate(self, sums, theta, grad, mask):
         """The sums after one more step, from theta_{t-1}, g_t and m (new tensors)."""
         return {}
+
+    def first_sums(self, theta, grad, mask):
+        """The sums after step 1, from theta_0, g_1 and m: ``accumulate`` from the start
+        values. Modes override it where that is a tensor already at hand (the same values),
+        which saves a parameter-sized fill and add per sum: the whole difference between
+        the engines when the inner loop takes one step. Optional for a new mode."""
+        return self.accumulate(self.start_sums(theta), theta, grad, mask)
 
     def outer_grads(self, d, mask, sums):
         raise NotImplementedError
@@ -84,6 +99,9 @@ class GradientMask(MaskMode):
 
     def accumulate(self, sums, theta, grad, mask):
         return {"G": sums["G"] + grad}
+
+    def first_sums(self, theta, grad, mask):
+        return {"G": grad}
 
     def outer_grads(self, d, mask, sums):
         return d, -self.step_size * (sums["G"] * d)
@@ -121,6 +139,9 @@ class WeightMask(MaskMode):
     def accumulate(self, sums, theta, grad, mask):
         return {"J": sums["J"] * mask + (theta - self.step_size * grad),
                 "P": sums["P"] * mask}
+
+    def first_sums(self, theta, grad, mask):
+        return {"J": theta - self.step_size * grad, "P": mask}
 
     def outer_grads(self, d, mask, sums):
         return d * sums["P"], d * sums["J"]

@@ -75,3 +75,29 @@ def test_reset_sums_restores_the_start(name):
     assert changed.keys() == sums.keys()
     for key in sums:
         assert torch.equal(changed[key], sums[key]), key
+
+
+@pytest.mark.parametrize("name", sorted(MASK_MODES))
+def test_first_sums_equal_one_accumulate_from_the_start(name):
+    """The fast engine starts its sums at step 1 with ``first_sums`` (no zeros to add to):
+    the same values as ``accumulate`` from ``start_sums``, for every mode."""
+    mode = MASK_MODES[name](0.3)
+    g = torch.Generator().manual_seed(1)
+    theta, grad, mask = (torch.randn(4, 3, generator=g) for _ in range(3))
+    expected = mode.accumulate(mode.start_sums(theta), theta, grad, mask)
+    first = mode.first_sums(theta, grad, mask)
+    assert first.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(first[key], expected[key]), key
+
+
+def test_a_subclass_that_changes_the_sums_gets_the_generic_first_step():
+    """A parent's ``first_sums`` shortcut ({"G": g}) would be wrong for a subclass whose
+    ``accumulate`` sums something else: such a subclass falls back to the generic one."""
+    class SignSums(GradientMask):
+        def accumulate(self, sums, theta, grad, mask):
+            return {"G": sums["G"] + torch.sign(grad)}
+
+    first = SignSums(0.1).first_sums(THETA, GRAD, MASK)
+    assert torch.equal(first["G"], torch.sign(GRAD))
+    assert LearningRateMask.first_sums is GradientMask.first_sums     # same sums, kept
