@@ -53,8 +53,10 @@ def build_learner(config):
     else:
         keep_freed_memory()     # no page faults for each inner step's activations
     b = config.backbone
+    # The reference engine keeps the authors' block order; the fast engine's is cheaper
+    # and computes the same values and gradients (models/convnet.py).
     model = build_backbone(b.resnet, b.big, b.hidden_size, b.in_channels, b.image_size,
-                           b.num_ways).to(device)
+                           b.num_ways, pool_before_relu=config.engine.name == "fast").to(device)
     if config.engine.channels_last:
         model = model.to(memory_format=torch.channels_last)
     inner = config.inner

@@ -185,3 +185,44 @@ def test_gradient_mask_loads_the_originals_mask_pth(tmp_path):
     assert list(got) == names
     for name in names:
         assert torch.equal(got[name], expected[name]), name
+
+
+def _convnet_outputs_and_grads(pool_before_relu, x, layout, amp):
+    torch.manual_seed(0)
+    model = ConvNet(3, 5, 8, 8 * 2 * 2, pool_before_relu=pool_before_relu)
+    with torch.no_grad():       # small integers: many equal values in a pooling window
+        for p in model.parameters():
+            p.copy_(torch.randint(-2, 3, p.shape))
+    model = model.to(memory_format=layout)
+    x = x.contiguous(memory_format=layout).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        logits = model(x)
+    grads = torch.autograd.grad(logits.float().square().sum(), [x, *model.parameters()])
+    return logits, grads
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last],
+                         ids=["contiguous", "channels_last"])
+def test_convnet_pool_before_relu_is_the_same_function_bit_for_bit(layout, amp):
+    """The fast engine's block order (pool, then ReLU) against the authors' (ReLU, then
+    pool): equal logits and equal gradients for the input and every parameter, with
+    ties in the pooling windows and windows whose maximum is negative."""
+    x = torch.randint(-3, 4, (6, 3, 32, 32)).float()
+    x[:, :, :8] = -1.0              # windows with a negative maximum and only ties
+    ours, ours_grads = _convnet_outputs_and_grads(True, x, layout, amp)
+    theirs, their_grads = _convnet_outputs_and_grads(False, x, layout, amp)
+    assert torch.equal(ours, theirs)
+    for a, b in zip(ours_grads, their_grads, strict=True):
+        assert torch.equal(a, b)
+    assert float(their_grads[0].abs().sum()) > 0
+
+
+def test_pool_before_relu_keeps_the_parameters_and_their_init():
+    torch.manual_seed(0)
+    authors = ConvNet(3, 5, 8, 8 * 5 * 5)
+    torch.manual_seed(0)
+    ours = ConvNet(3, 5, 8, 8 * 5 * 5, pool_before_relu=True)
+    assert list(ours.state_dict()) == list(authors.state_dict())
+    for a, b in zip(ours.state_dict().values(), authors.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
