@@ -153,13 +153,17 @@ def run_phase(learner, phase, batch, device, warmup=False):
 
 def measure(learners, batches, repeats, rounds, device, warmup):
     """{(variant, phase): [(tasks/s, tasks per CPU-second of this process) per round]}:
-    within every round and phase the variants run in turns, so the ratio of two variants
-    in one round compares equal conditions. The CPU-time rate is the steadier one on a
-    shared machine with one thread (other processes take wall time, not this CPU time)."""
+    within every round and phase the variants run in turns (the order reversed every other
+    round), so the ratio of two variants in one round compares equal conditions. The
+    CPU-time rate is the steadier one on a shared machine with one thread (other
+    processes take wall time, not this CPU time)."""
     rates = {}
     for round_ in range(rounds):
+        # Every other round in reverse order, so that running first (or right after a
+        # particular variant) favours no variant over the rounds.
+        order = list(learners.items())[::-1 if round_ % 2 else 1]
         for phase, b in batches.items():
-            for name, learner in learners.items():
+            for name, learner in order:
                 fn = functools.partial(run_phase, learner, phase, b, device)
                 wall, cpu = timed(fn, repeats, device, warmup if round_ == 0 else 0)
                 tasks = repeats * len(b["train"][0])
